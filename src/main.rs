@@ -1,0 +1,108 @@
+//! The `kube` command line: one subcommand per job, each handing off to one
+//! function of the library.
+
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kubebox::{config, server, store};
+
+#[derive(Parser)]
+#[command(name = "kube", version, about = "A whole Kubernetes cluster in one binary")]
+struct Cli {
+    /// YAML file whose keys are flag names (command line and KUBE_* win over it).
+    #[arg(long, global = true, env = "KUBE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log at debug level (RUST_LOG overrides).
+    #[arg(long, global = true, env = "KUBE_DEBUG")]
+    debug: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane: the store and its etcd v3 endpoint.
+    Server(server::ServerArgs),
+    /// Save or restore snapshots of the server's store.
+    #[command(subcommand)]
+    EtcdSnapshot(SnapshotCommand),
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Write a consistent snapshot of the store (the server may be running).
+    Save {
+        #[arg(long, env = "KUBE_DATA_DIR", default_value = "/var/lib/kube")]
+        data_dir: PathBuf,
+        /// Output file [default: <data-dir>/server/db/snapshots/snapshot-<unix time>].
+        file: Option<PathBuf>,
+    },
+    /// Restore a snapshot into a data dir that has no store yet.
+    Restore {
+        #[arg(long, env = "KUBE_DATA_DIR", default_value = "/var/lib/kube")]
+        data_dir: PathBuf,
+        /// Snapshot written by `kube etcd-snapshot save` or `etcdctl snapshot save`.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kube: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let command = Cli::command();
+    let args = config::merge_config_file(std::env::args_os().collect(), &command)?;
+    let matches = command.get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    init_logging(cli.debug);
+
+    match cli.command {
+        Command::Server(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(4)))
+                .max_blocking_threads(16)
+                .enable_all()
+                .build()?;
+            runtime.block_on(server::run(args))
+        }
+        Command::EtcdSnapshot(SnapshotCommand::Save { data_dir, file }) => {
+            let file = match file {
+                Some(f) => f,
+                None => {
+                    let dir = data_dir.join("server/db/snapshots");
+                    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+                    dir.join(format!("snapshot-{}", now.as_secs()))
+                }
+            };
+            let revision = store::snapshot::save(&server::database_path(&data_dir), &file)?;
+            println!("Snapshot saved to {} at revision {revision}", file.display());
+            Ok(())
+        }
+        Command::EtcdSnapshot(SnapshotCommand::Restore { data_dir, file }) => {
+            let revision = store::snapshot::restore(&file, &server::database_path(&data_dir))?;
+            println!("Snapshot {} restored into {} at revision {revision}", file.display(), data_dir.display());
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
