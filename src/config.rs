@@ -14,7 +14,10 @@ pub const DEFAULT_CONFIG: &str = "/etc/kube/config.yaml";
 const CONFIGURED: &[&str] = &["server"];
 
 /// Returns `args` with the config file's settings added after the subcommand.
-pub fn merge_config_file(args: Vec<OsString>, cli: &clap::Command) -> anyhow::Result<Vec<OsString>> {
+pub fn merge_config_file(
+    args: Vec<OsString>,
+    cli: &clap::Command,
+) -> anyhow::Result<Vec<OsString>> {
     let Some(sub_at) = args
         .iter()
         .skip(1)
@@ -47,7 +50,12 @@ pub fn merge_config_file(args: Vec<OsString>, cli: &clap::Command) -> anyhow::Re
         let arg = sub
             .get_arguments()
             .find(|a| a.get_long() == Some(key.as_str()))
-            .with_context(|| format!("config file {}: unknown key '{key}' for `kube {sub_name}`", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "config file {}: unknown key '{key}' for `kube {sub_name}`",
+                    path.display()
+                )
+            })?;
         let env_set = arg.get_env().is_some_and(|e| std::env::var_os(e).is_some());
         if env_set || flag_value(&args, &key).is_some() || has_flag(&args, &key) {
             continue;
@@ -59,12 +67,17 @@ pub fn merge_config_file(args: Vec<OsString>, cli: &clap::Command) -> anyhow::Re
         };
         for v in values {
             match v {
-                Value::Bool(true) if !arg.get_action().takes_values() => extra.push(format!("--{key}")),
+                Value::Bool(true) if !arg.get_action().takes_values() => {
+                    extra.push(format!("--{key}"))
+                }
                 Value::Bool(false) if !arg.get_action().takes_values() => {}
                 Value::String(s) => extra.push(format!("--{key}={s}")),
                 Value::Number(n) => extra.push(format!("--{key}={n}")),
                 Value::Bool(b) => extra.push(format!("--{key}={b}")),
-                other => bail!("config file {}: key '{key}' has an unsupported value {other}", path.display()),
+                other => bail!(
+                    "config file {}: key '{key}' has an unsupported value {other}",
+                    path.display()
+                ),
             }
         }
     }
@@ -76,16 +89,20 @@ pub fn merge_config_file(args: Vec<OsString>, cli: &clap::Command) -> anyhow::Re
 }
 
 fn read(path: &Path) -> anyhow::Result<serde_json::Map<String, Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     if text.trim().is_empty() {
         return Ok(Default::default());
     }
-    let value: Value =
-        serde_saphyr::from_str(&text).with_context(|| format!("config file {} is not valid YAML", path.display()))?;
+    let value: Value = serde_saphyr::from_str(&text)
+        .with_context(|| format!("config file {} is not valid YAML", path.display()))?;
     match value {
         Value::Object(map) => Ok(map),
         Value::Null => Ok(Default::default()),
-        _ => bail!("config file {} must be a mapping of flag names to values", path.display()),
+        _ => bail!(
+            "config file {} must be a mapping of flag names to values",
+            path.display()
+        ),
     }
 }
 
@@ -117,12 +134,22 @@ mod tests {
     use clap::{Arg, ArgAction, Command};
 
     fn cli() -> Command {
-        Command::new("kube").arg(Arg::new("config").long("config").global(true)).subcommand(
-            Command::new("server")
-                .arg(Arg::new("data-dir").long("data-dir"))
-                .arg(Arg::new("tls-san").long("tls-san").action(ArgAction::Append))
-                .arg(Arg::new("disable-agent").long("disable-agent").action(ArgAction::SetTrue)),
-        )
+        Command::new("kube")
+            .arg(Arg::new("config").long("config").global(true))
+            .subcommand(
+                Command::new("server")
+                    .arg(Arg::new("data-dir").long("data-dir"))
+                    .arg(
+                        Arg::new("tls-san")
+                            .long("tls-san")
+                            .action(ArgAction::Append),
+                    )
+                    .arg(
+                        Arg::new("disable-agent")
+                            .long("disable-agent")
+                            .action(ArgAction::SetTrue),
+                    ),
+            )
     }
 
     fn args(list: &[&str]) -> Vec<OsString> {
@@ -133,14 +160,30 @@ mod tests {
     fn file_values_become_flags_unless_given_on_the_command_line() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.yaml");
-        std::fs::write(&file, "data-dir: /from/file\ntls-san: [a, b]\ndisable-agent: true\n").unwrap();
+        std::fs::write(
+            &file,
+            "data-dir: /from/file\ntls-san: [a, b]\ndisable-agent: true\n",
+        )
+        .unwrap();
         let merged = merge_config_file(
-            args(&["kube", "server", "--config", file.to_str().unwrap(), "--data-dir=/cli"]),
+            args(&[
+                "kube",
+                "server",
+                "--config",
+                file.to_str().unwrap(),
+                "--data-dir=/cli",
+            ]),
             &cli(),
         )
         .unwrap();
-        let merged: Vec<String> = merged.into_iter().map(|a| a.into_string().unwrap()).collect();
-        assert!(merged.contains(&"--tls-san=a".to_string()) && merged.contains(&"--tls-san=b".to_string()));
+        let merged: Vec<String> = merged
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        assert!(
+            merged.contains(&"--tls-san=a".to_string())
+                && merged.contains(&"--tls-san=b".to_string())
+        );
         assert!(merged.contains(&"--disable-agent".to_string()));
         assert!(!merged.iter().any(|a| a == "--data-dir=/from/file"));
     }
@@ -150,11 +193,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.yaml");
         std::fs::write(&file, "no-such-flag: 1\n").unwrap();
-        let err = merge_config_file(args(&["kube", "server", "--config", file.to_str().unwrap()]), &cli())
-            .unwrap_err()
-            .to_string();
+        let err = merge_config_file(
+            args(&["kube", "server", "--config", file.to_str().unwrap()]),
+            &cli(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("unknown key 'no-such-flag'"), "{err}");
         let missing = dir.path().join("missing.yaml");
-        assert!(merge_config_file(args(&["kube", "server", "--config", missing.to_str().unwrap()]), &cli()).is_err());
+        assert!(
+            merge_config_file(
+                args(&["kube", "server", "--config", missing.to_str().unwrap()]),
+                &cli()
+            )
+            .is_err()
+        );
     }
 }

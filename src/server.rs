@@ -19,7 +19,11 @@ pub struct ServerArgs {
     #[arg(long, env = "KUBE_DATA_DIR", default_value = "/var/lib/kube")]
     pub data_dir: PathBuf,
     /// Address of the etcd v3 endpoint (loopback only).
-    #[arg(long, env = "KUBE_ETCD_LISTEN_ADDRESS", default_value = "127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "KUBE_ETCD_LISTEN_ADDRESS",
+        default_value = "127.0.0.1:2379"
+    )]
     pub etcd_listen_address: SocketAddr,
     /// Do not serve the etcd endpoint.
     #[arg(long, env = "KUBE_DISABLE_ETCD_ENDPOINT")]
@@ -63,7 +67,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(etcd::bind(args.etcd_listen_address).await)
     };
     let etcd_task = match etcd_listener {
-        Some(Ok(listener)) => Some(tasks.spawn(etcd::serve(store.clone(), listener, shutdown.clone()))),
+        Some(Ok(listener)) => {
+            Some(tasks.spawn(etcd::serve(store.clone(), listener, shutdown.clone())))
+        }
         Some(Err(err)) => {
             close(store).await;
             return Err(err.into());
@@ -127,7 +133,11 @@ fn lock_data_dir(path: &Path, data_dir: &Path) -> anyhow::Result<File> {
         let mut pid = String::new();
         let _ = file.read_to_string(&mut pid);
         let pid = pid.trim();
-        let who = if pid.is_empty() { String::new() } else { format!(" (pid {pid})") };
+        let who = if pid.is_empty() {
+            String::new()
+        } else {
+            format!(" (pid {pid})")
+        };
         bail!(
             "another kube server{who} is already running with data dir {}",
             data_dir.display()

@@ -6,13 +6,15 @@ use tonic::{Code, Status};
 use super::proto::etcdserverpb as pb;
 use super::proto::mvccpb;
 use crate::store::{
-    Compare, CompareOp, CompareTarget, Delete, Event, EventKind, KeyRange, KeyValue, Op, OpResult, Put, Range,
-    RangeResult, SortOrder, SortTarget, StoreError, Txn, TxnResult,
+    Compare, CompareOp, CompareTarget, Delete, Event, EventKind, KeyRange, KeyValue, Op, OpResult,
+    Put, Range, RangeResult, SortOrder, SortTarget, StoreError, Txn, TxnResult,
 };
 
 pub fn status(err: StoreError) -> Status {
     let code = match &err {
-        StoreError::Compacted { .. } | StoreError::FutureRevision | StoreError::LeaseTtlTooLarge => Code::OutOfRange,
+        StoreError::Compacted { .. }
+        | StoreError::FutureRevision
+        | StoreError::LeaseTtlTooLarge => Code::OutOfRange,
         StoreError::EmptyKey
         | StoreError::TooLarge
         | StoreError::TooManyOps
@@ -97,7 +99,11 @@ pub fn delete(d: pb::DeleteRangeRequest) -> Delete {
 
 pub fn txn(t: pb::TxnRequest) -> Result<Txn, Status> {
     Ok(Txn {
-        compare: t.compare.into_iter().map(compare).collect::<Result<_, _>>()?,
+        compare: t
+            .compare
+            .into_iter()
+            .map(compare)
+            .collect::<Result<_, _>>()?,
         success: t.success.into_iter().map(op).collect::<Result<_, _>>()?,
         failure: t.failure.into_iter().map(op).collect::<Result<_, _>>()?,
     })
@@ -110,7 +116,9 @@ fn op(o: pb::RequestOp) -> Result<Op, Status> {
         Some(Request::RequestPut(p)) => Ok(Op::Put(put(p))),
         Some(Request::RequestDeleteRange(d)) => Ok(Op::Delete(delete(d))),
         Some(Request::RequestTxn(t)) => Ok(Op::Txn(txn(t)?)),
-        None => Err(Status::invalid_argument("etcdserver: empty operation in txn request")),
+        None => Err(Status::invalid_argument(
+            "etcdserver: empty operation in txn request",
+        )),
     }
 }
 
@@ -121,7 +129,11 @@ fn compare(c: pb::Compare) -> Result<Compare, Status> {
         Ok(R::Greater) => CompareOp::Greater,
         Ok(R::Less) => CompareOp::Less,
         Ok(R::NotEqual) => CompareOp::NotEqual,
-        Err(_) => return Err(Status::invalid_argument("etcdserver: unknown compare result")),
+        Err(_) => {
+            return Err(Status::invalid_argument(
+                "etcdserver: unknown compare result",
+            ));
+        }
     };
     let target = match (T::try_from(c.target), c.target_union) {
         (Ok(T::Version), Some(U::Version(v))) => CompareTarget::Version(v),
@@ -135,7 +147,11 @@ fn compare(c: pb::Compare) -> Result<Compare, Status> {
         (Ok(T::Mod), None) => CompareTarget::ModRevision(0),
         (Ok(T::Value), None) => CompareTarget::Value(Vec::new()),
         (Ok(T::Lease), None) => CompareTarget::Lease(0),
-        _ => return Err(Status::invalid_argument("etcdserver: compare target does not match its value")),
+        _ => {
+            return Err(Status::invalid_argument(
+                "etcdserver: compare target does not match its value",
+            ));
+        }
     };
     Ok(Compare {
         range: KeyRange::new(c.key, c.range_end),
@@ -155,29 +171,31 @@ pub fn range_response(r: RangeResult, header: pb::ResponseHeader) -> pb::RangeRe
 
 /// Converts a transaction result; every nested response carries the header of the
 /// whole transaction, as etcd's do (clients read the new revision from them).
-pub fn txn_response(t: TxnResult, header: &pb::ResponseHeader) -> pb::TxnResponse {
+pub fn txn_response(t: TxnResult, header: pb::ResponseHeader) -> pb::TxnResponse {
     use pb::response_op::Response;
     let responses = t
         .results
         .into_iter()
         .map(|r| pb::ResponseOp {
             response: Some(match r {
-                OpResult::Range(r) => Response::ResponseRange(range_response(r, header.clone())),
+                OpResult::Range(r) => Response::ResponseRange(range_response(r, header)),
                 OpResult::Put { prev } => Response::ResponsePut(pb::PutResponse {
-                    header: Some(header.clone()),
+                    header: Some(header),
                     prev_kv: prev.map(kv),
                 }),
-                OpResult::Delete { deleted, prev } => Response::ResponseDeleteRange(pb::DeleteRangeResponse {
-                    header: Some(header.clone()),
-                    deleted,
-                    prev_kvs: prev.into_iter().map(kv).collect(),
-                }),
+                OpResult::Delete { deleted, prev } => {
+                    Response::ResponseDeleteRange(pb::DeleteRangeResponse {
+                        header: Some(header),
+                        deleted,
+                        prev_kvs: prev.into_iter().map(kv).collect(),
+                    })
+                }
                 OpResult::Txn(t) => Response::ResponseTxn(txn_response(t, header)),
             }),
         })
         .collect();
     pb::TxnResponse {
-        header: Some(header.clone()),
+        header: Some(header),
         succeeded: t.succeeded,
         responses,
     }

@@ -23,8 +23,15 @@ impl Endpoint {
 
 #[tonic::async_trait]
 impl Kv for Endpoint {
-    async fn range(&self, req: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
-        let result = self.store.range(convert::range(req.into_inner())).await.map_err(status)?;
+    async fn range(
+        &self,
+        req: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
+        let result = self
+            .store
+            .range(convert::range(req.into_inner()))
+            .await
+            .map_err(status)?;
         let header = self.header(result.revision);
         Ok(Response::new(convert::range_response(result, header)))
     }
@@ -45,7 +52,9 @@ impl Kv for Endpoint {
         &self,
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let (result, revision) = self.single(Op::Delete(convert::delete(req.into_inner()))).await?;
+        let (result, revision) = self
+            .single(Op::Delete(convert::delete(req.into_inner())))
+            .await?;
         let (deleted, prev) = match result {
             OpResult::Delete { deleted, prev } => (deleted, prev),
             _ => (0, Vec::new()),
@@ -61,10 +70,13 @@ impl Kv for Endpoint {
         let txn = convert::txn(req.into_inner())?;
         let result = self.store.txn(txn).await.map_err(status)?;
         let header = self.header(result.revision);
-        Ok(Response::new(convert::txn_response(result, &header)))
+        Ok(Response::new(convert::txn_response(result, header)))
     }
 
-    async fn compact(&self, req: Request<pb::CompactionRequest>) -> Result<Response<pb::CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        req: Request<pb::CompactionRequest>,
+    ) -> Result<Response<pb::CompactionResponse>, Status> {
         let req = req.into_inner();
         let revision = self
             .store

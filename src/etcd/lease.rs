@@ -9,13 +9,21 @@ use super::convert::status;
 use super::proto::etcdserverpb::{self as pb, lease_server::Lease};
 use crate::store::StoreError;
 
-type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
+type KeepAliveStream =
+    Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Lease for Endpoint {
-    async fn lease_grant(&self, req: Request<pb::LeaseGrantRequest>) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+    async fn lease_grant(
+        &self,
+        req: Request<pb::LeaseGrantRequest>,
+    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         let req = req.into_inner();
-        let (id, ttl) = self.store.lease_grant(req.id, req.ttl).await.map_err(status)?;
+        let (id, ttl) = self
+            .store
+            .lease_grant(req.id, req.ttl)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::LeaseGrantResponse {
             header: Some(self.current_header()),
             id,
@@ -28,7 +36,11 @@ impl Lease for Endpoint {
         &self,
         req: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        let revision = self.store.lease_revoke(req.into_inner().id).await.map_err(status)?;
+        let revision = self
+            .store
+            .lease_revoke(req.into_inner().id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::LeaseRevokeResponse {
             header: Some(self.header(revision)),
         }))
@@ -86,7 +98,12 @@ impl Lease for Endpoint {
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
         Ok(Response::new(pb::LeaseLeasesResponse {
             header: Some(self.current_header()),
-            leases: self.store.leases().into_iter().map(|id| pb::LeaseStatus { id }).collect(),
+            leases: self
+                .store
+                .leases()
+                .into_iter()
+                .map(|id| pb::LeaseStatus { id })
+                .collect(),
         }))
     }
 }

@@ -7,7 +7,9 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::convert::status;
-use super::proto::etcdserverpb::{self as pb, cluster_server::Cluster, maintenance_server::Maintenance};
+use super::proto::etcdserverpb::{
+    self as pb, cluster_server::Cluster, maintenance_server::Maintenance,
+};
 use super::{ETCD_VERSION, Endpoint};
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
@@ -16,7 +18,10 @@ const SNAPSHOT_CHUNK: usize = 64 * 1024;
 
 #[tonic::async_trait]
 impl Maintenance for Endpoint {
-    async fn alarm(&self, _req: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        _req: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
         // No alarms are ever raised: a full disk is reported per request instead.
         Ok(Response::new(pb::AlarmResponse {
             header: Some(self.current_header()),
@@ -24,7 +29,10 @@ impl Maintenance for Endpoint {
         }))
     }
 
-    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let (db_size, in_use) = self.store.db_size().await.map_err(status)?;
         let revision = self.store.revision();
         Ok(Response::new(pb::StatusResponse {
@@ -53,18 +61,34 @@ impl Maintenance for Endpoint {
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        let dir = self.store.path().parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    async fn snapshot(
+        &self,
+        _req: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let dir = self
+            .store
+            .path()
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
         let path = dir.join(format!("grpc-snapshot-{}.db", std::process::id()));
         let revision = self.store.snapshot(path.clone()).await.map_err(status)?;
-        let file = tokio::fs::File::open(&path).await.map_err(|e| Status::internal(e.to_string()))?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         // The open file stays readable; nothing is left behind if the client goes.
         let _ = tokio::fs::remove_file(&path).await;
-        let size = file.metadata().await.map_err(|e| Status::internal(e.to_string()))?.len();
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .len();
         let header = self.header(revision);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(send_chunks(file, size, header, tx));
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }
 
@@ -102,7 +126,10 @@ async fn send_chunks(
 
 #[tonic::async_trait]
 impl Cluster for Endpoint {
-    async fn member_list(&self, _req: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
+    async fn member_list(
+        &self,
+        _req: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
         let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "kube".into());

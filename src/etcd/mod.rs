@@ -71,12 +71,20 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     if !addr.ip().is_loopback() {
         return Err(ServeError::NotLoopback(addr));
     }
-    TcpListener::bind(addr).await.map_err(|e| ServeError::Bind(addr, e))
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::Bind(addr, e))
 }
 
 /// Serves the etcd API on `listener` until `shutdown`.
-pub async fn serve(store: Store, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let local = listener.local_addr().map_err(|e| ServeError::Bind(([127, 0, 0, 1], 0).into(), e))?;
+pub async fn serve(
+    store: Store,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServeError::Bind(([127, 0, 0, 1], 0).into(), e))?;
     let endpoint = Endpoint {
         store,
         client_url: format!("http://{local}"),
@@ -86,10 +94,15 @@ pub async fn serve(store: Store, listener: TcpListener, shutdown: CancellationTo
     tonic::transport::Server::builder()
         .add_service(pb::kv_server::KvServer::new(endpoint.clone()).max_decoding_message_size(max))
         .add_service(
-            pb::watch_server::WatchServer::new(watch::WatchService::new(endpoint.clone(), shutdown.clone()))
-                .max_decoding_message_size(max),
+            pb::watch_server::WatchServer::new(watch::WatchService::new(
+                endpoint.clone(),
+                shutdown.clone(),
+            ))
+            .max_decoding_message_size(max),
         )
-        .add_service(pb::lease_server::LeaseServer::new(endpoint.clone()).max_decoding_message_size(max))
+        .add_service(
+            pb::lease_server::LeaseServer::new(endpoint.clone()).max_decoding_message_size(max),
+        )
         .add_service(pb::cluster_server::ClusterServer::new(endpoint.clone()))
         .add_service(pb::maintenance_server::MaintenanceServer::new(endpoint))
         .serve_with_incoming_shutdown(

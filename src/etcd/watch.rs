@@ -43,7 +43,10 @@ impl WatchService {
 impl Watch for WatchService {
     type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
 
-    async fn watch(&self, req: Request<Streaming<pb::WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(256);
         let session = Session {
             endpoint: self.endpoint.clone(),
@@ -141,7 +144,8 @@ impl Session {
                     watch_id: id,
                     created: true,
                     canceled: true,
-                    cancel_reason: "etcdserver: mvcc: duplicate watch ID provided on the WatchStream".into(),
+                    cancel_reason:
+                        "etcdserver: mvcc: duplicate watch ID provided on the WatchStream".into(),
                     ..self.response()
                 })
                 .await;
@@ -164,7 +168,9 @@ impl Session {
                     tx: self.tx.clone(),
                     id,
                     prev_kv: create.prev_kv,
-                    no_put: create.filters.contains(&(pb::watch_create_request::FilterType::Noput as i32)),
+                    no_put: create
+                        .filters
+                        .contains(&(pb::watch_create_request::FilterType::Noput as i32)),
                     no_delete: create
                         .filters
                         .contains(&(pb::watch_create_request::FilterType::Nodelete as i32)),
@@ -220,7 +226,10 @@ struct Forward {
 
 impl Forward {
     async fn run(self, mut watcher: Watcher) {
-        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
+        let mut progress = tokio::time::interval_at(
+            tokio::time::Instant::now() + PROGRESS_INTERVAL,
+            PROGRESS_INTERVAL,
+        );
         let mut active = false;
         loop {
             let tick = async {
@@ -275,7 +284,9 @@ impl Forward {
         let mut bytes = 0;
         let revision_of = |e: &mvccpb::Event| e.kv.as_ref().map_or(0, |kv| kv.mod_revision);
         for event in events {
-            if bytes > MAX_RESPONSE_BYTES && batch.last().map(revision_of) != Some(revision_of(&event)) {
+            if bytes > MAX_RESPONSE_BYTES
+                && batch.last().map(revision_of) != Some(revision_of(&event))
+            {
                 if !self.send_batch(std::mem::take(&mut batch)).await {
                     return false;
                 }
@@ -288,7 +299,10 @@ impl Forward {
     }
 
     async fn send_batch(&self, events: Vec<mvccpb::Event>) -> bool {
-        let revision = events.last().and_then(|e| e.kv.as_ref()).map_or(0, |kv| kv.mod_revision);
+        let revision = events
+            .last()
+            .and_then(|e| e.kv.as_ref())
+            .map_or(0, |kv| kv.mod_revision);
         let response = pb::WatchResponse {
             header: Some(self.endpoint.header(revision)),
             watch_id: self.id,
@@ -300,6 +314,7 @@ impl Forward {
 }
 
 fn event_size(e: &mvccpb::Event) -> usize {
-    let kv = |kv: &Option<mvccpb::KeyValue>| kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len());
+    let kv =
+        |kv: &Option<mvccpb::KeyValue>| kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len());
     kv(&e.kv) + kv(&e.prev_kv)
 }

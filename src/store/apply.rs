@@ -7,8 +7,8 @@ use rusqlite::{Connection, params};
 use super::error::{Result, StoreError};
 use super::sqlite::{self, MAX_CHANGES_PER_REVISION, first_id};
 use super::types::{
-    Compare, CompareOp, CompareTarget, Delete, Event, EventKind, KeyRange, KeyValue, Op, OpResult, Put, Range,
-    TxnResult,
+    Compare, CompareOp, CompareTarget, Delete, Event, EventKind, KeyRange, KeyValue, Op, OpResult,
+    Put, Range, TxnResult,
 };
 
 /// The changes of one revision in the making.
@@ -40,10 +40,19 @@ impl<'a> Apply<'a> {
 
     /// The newest revision as seen inside this transaction.
     fn head(&self) -> i64 {
-        if self.changed() { self.revision } else { self.revision - 1 }
+        if self.changed() {
+            self.revision
+        } else {
+            self.revision - 1
+        }
     }
 
-    pub fn txn(&mut self, compare: &[Compare], success: &[Op], failure: &[Op]) -> Result<TxnResult> {
+    pub fn txn(
+        &mut self,
+        compare: &[Compare],
+        success: &[Op],
+        failure: &[Op],
+    ) -> Result<TxnResult> {
         let mut succeeded = true;
         for c in compare {
             if !self.compare(c)? {
@@ -52,7 +61,10 @@ impl<'a> Apply<'a> {
             }
         }
         let ops = if succeeded { success } else { failure };
-        let results = ops.iter().map(|op| self.op(op)).collect::<Result<Vec<_>>>()?;
+        let results = ops
+            .iter()
+            .map(|op| self.op(op))
+            .collect::<Result<Vec<_>>>()?;
         Ok(TxnResult {
             revision: self.head(),
             succeeded,
@@ -65,7 +77,9 @@ impl<'a> Apply<'a> {
             Op::Range(r) => self.range(r).map(OpResult::Range),
             Op::Put(p) => self.put(p),
             Op::Delete(d) => self.delete(d),
-            Op::Txn(t) => self.txn(&t.compare, &t.success, &t.failure).map(OpResult::Txn),
+            Op::Txn(t) => self
+                .txn(&t.compare, &t.success, &t.failure)
+                .map(OpResult::Txn),
         }
     }
 
@@ -84,9 +98,15 @@ impl<'a> Apply<'a> {
 
     fn compare(&self, c: &Compare) -> Result<bool> {
         let kvs: Vec<KeyValue> = if c.range.is_single_key() {
-            sqlite::get_live(self.conn, &c.range.start)?.map(|(_, kv)| kv).into_iter().collect()
+            sqlite::get_live(self.conn, &c.range.start)?
+                .map(|(_, kv)| kv)
+                .into_iter()
+                .collect()
         } else {
-            sqlite::live_in_range(self.conn, &c.range)?.into_iter().map(|(_, kv)| kv).collect()
+            sqlite::live_in_range(self.conn, &c.range)?
+                .into_iter()
+                .map(|(_, kv)| kv)
+                .collect()
         };
         if kvs.is_empty() {
             // A value compare on a missing key always fails; otherwise a missing key
@@ -143,7 +163,15 @@ impl<'a> Apply<'a> {
                 "INSERT INTO kv (id, key, create_revision, version, lease, value, prev_id) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![id, kv.key, kv.create_revision, kv.version, kv.lease, kv.value, prev_id])?;
+            .execute(params![
+                id,
+                kv.key,
+                kv.create_revision,
+                kv.version,
+                kv.lease,
+                kv.value,
+                prev_id
+            ])?;
         self.conn
             .prepare_cached(
                 "INSERT INTO live (key, id, lease) VALUES (?1, ?2, ?3) \
@@ -164,7 +192,9 @@ impl<'a> Apply<'a> {
 
     fn delete(&mut self, d: &Delete) -> Result<OpResult> {
         let targets = if d.range.is_single_key() {
-            sqlite::get_live(self.conn, &d.range.start)?.into_iter().collect()
+            sqlite::get_live(self.conn, &d.range.start)?
+                .into_iter()
+                .collect()
         } else {
             sqlite::live_in_range(self.conn, &d.range)?
         };
@@ -185,7 +215,10 @@ impl<'a> Apply<'a> {
                 prev: Some(prev),
             });
         }
-        Ok(OpResult::Delete { deleted, prev: prevs })
+        Ok(OpResult::Delete {
+            deleted,
+            prev: prevs,
+        })
     }
 
     fn delete_key(&mut self, prev_id: i64, prev: &KeyValue) -> Result<()> {
@@ -213,7 +246,8 @@ impl<'a> Apply<'a> {
                 prev_kv: false,
             })?;
         }
-        self.conn.execute("DELETE FROM lease WHERE id = ?1", [lease])?;
+        self.conn
+            .execute("DELETE FROM lease WHERE id = ?1", [lease])?;
         Ok(())
     }
 
@@ -221,8 +255,10 @@ impl<'a> Apply<'a> {
         if sqlite::lease_exists(self.conn, lease)? {
             return Err(StoreError::LeaseExists);
         }
-        self.conn
-            .execute("INSERT INTO lease (id, ttl) VALUES (?1, ?2)", params![lease, ttl])?;
+        self.conn.execute(
+            "INSERT INTO lease (id, ttl) VALUES (?1, ?2)",
+            params![lease, ttl],
+        )?;
         Ok(())
     }
 }

@@ -179,7 +179,10 @@ impl Store {
         .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
     }
 
-    async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request) -> Result<T> {
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         {
             let writer = lock(&self.shared.writer);
@@ -217,7 +220,11 @@ impl Store {
         self.submit(|reply| Request::Txn(txn, reply)).await
     }
 
-    pub async fn put(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<TxnResult> {
+    pub async fn put(
+        &self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<TxnResult> {
         self.txn(Txn::single(Op::Put(Put {
             key: key.into(),
             value: value.into(),
@@ -227,8 +234,11 @@ impl Store {
     }
 
     pub async fn delete(&self, range: KeyRange) -> Result<TxnResult> {
-        self.txn(Txn::single(Op::Delete(Delete { range, prev_kv: false })))
-            .await
+        self.txn(Txn::single(Op::Delete(Delete {
+            range,
+            prev_kv: false,
+        })))
+        .await
     }
 
     /// Makes revisions before `revision` unreadable and removes their history in the
@@ -274,16 +284,24 @@ impl Store {
 
     /// Revokes a lease and deletes its keys; returns the store revision after.
     pub async fn lease_revoke(&self, id: i64) -> Result<i64> {
-        self.submit(|reply| Request::LeaseRevoke { id, reply }).await
+        self.submit(|reply| Request::LeaseRevoke { id, reply })
+            .await
     }
 
     /// Restarts a lease's TTL; returns the TTL.
     pub fn lease_keep_alive(&self, id: i64) -> Result<i64> {
-        self.shared.lessor.keep_alive(id).ok_or(StoreError::LeaseNotFound)
+        self.shared
+            .lessor
+            .keep_alive(id)
+            .ok_or(StoreError::LeaseNotFound)
     }
 
     pub async fn lease_time_to_live(&self, id: i64, with_keys: bool) -> Result<LeaseInfo> {
-        let (remaining, granted_ttl) = self.shared.lessor.remaining(id).ok_or(StoreError::LeaseNotFound)?;
+        let (remaining, granted_ttl) = self
+            .shared
+            .lessor
+            .remaining(id)
+            .ok_or(StoreError::LeaseNotFound)?;
         let keys = if with_keys {
             self.read(move |conn| sqlite::lease_keys(conn, id)).await?
         } else {
@@ -308,7 +326,7 @@ impl Store {
 
     /// Database file size and the part of it in use, in bytes.
     pub async fn db_size(&self) -> Result<(i64, i64)> {
-        self.read(|conn| sqlite::db_size(conn)).await
+        self.read(sqlite::db_size).await
     }
 
     /// Writes a consistent copy of the database to `dest` (with the checksum
@@ -322,7 +340,10 @@ impl Store {
 
     /// Expires leases and compacts history in the background until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        tokio::join!(self.expire_leases(shutdown.clone()), self.compact_history(shutdown));
+        tokio::join!(
+            self.expire_leases(shutdown.clone()),
+            self.compact_history(shutdown)
+        );
     }
 
     async fn expire_leases(&self, shutdown: CancellationToken) {
@@ -343,7 +364,9 @@ impl Store {
             for id in self.shared.lessor.take_expired(tokio::time::Instant::now()) {
                 match self.lease_revoke(id).await {
                     Ok(_) | Err(StoreError::LeaseNotFound) => self.shared.lessor.remove(id),
-                    Err(err) => tracing::warn!(lease = id, %err, "expiring lease failed; will retry"),
+                    Err(err) => {
+                        tracing::warn!(lease = id, %err, "expiring lease failed; will retry")
+                    }
                 }
             }
         }
@@ -382,7 +405,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn check_key(key: &[u8]) -> Result<()> {
-    if key.is_empty() { Err(StoreError::EmptyKey) } else { Ok(()) }
+    if key.is_empty() {
+        Err(StoreError::EmptyKey)
+    } else {
+        Ok(())
+    }
 }
 
 /// etcd's request checks: sizes, op counts, keys present, no key written twice.

@@ -90,8 +90,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let (defrags, batch): (Vec<_>, Vec<_>) =
-                batch.into_iter().partition(|r| matches!(r, Request::Defragment(_)));
+            let (defrags, batch): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .partition(|r| matches!(r, Request::Defragment(_)));
             if !batch.is_empty() {
                 self.commit(batch);
             }
@@ -113,7 +114,10 @@ impl Writer {
         let mut effects = Effects::default();
         let mut next = self.head + 1;
 
-        let mut tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        let mut tx = match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
             Ok(tx) => tx,
             Err(err) => {
                 let err = StoreError::from(err);
@@ -177,7 +181,9 @@ impl Writer {
                     }
                     Done::Revision(reply, result)
                 }
-                Request::Defragment(_) => unreachable!("defragment requests are run outside batches"),
+                Request::Defragment(_) => {
+                    unreachable!("defragment requests are run outside batches")
+                }
             };
             let ok = match &outcome {
                 Done::Txn(_, r) => r.is_ok(),
