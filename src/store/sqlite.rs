@@ -45,6 +45,13 @@ pub fn open(path: &Path, sync: Sync, read_only: bool) -> Result<Connection> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
+    // SQLite quietly opens a file it cannot write read-only; a store must know now.
+    if !read_only && conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Err(StoreError::ReadOnly(format!(
+            "{} cannot be written",
+            path.display()
+        )));
+    }
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;

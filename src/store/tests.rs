@@ -609,3 +609,114 @@ async fn a_database_that_is_not_ours_is_refused() {
     std::fs::write(&path, b"garbage that is not sqlite at all, definitely not").unwrap();
     assert!(Store::open(&path, Options::default()).is_err());
 }
+
+/// A small tmpfs mounted for the life of the value (tests run as root).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", path])
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs needs root");
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn remount(&self, mode: &str) {
+        let status = std::process::Command::new("mount")
+            .args([
+                "-o",
+                &format!("remount,{mode}"),
+                self.path().to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_writes_cleanly_and_keeps_acknowledged_data() {
+    let disk = SmallDisk::new("6m");
+    // Room we can give back later.
+    std::fs::write(disk.path().join("ballast"), vec![0u8; 1024 * 1024]).unwrap();
+    let db = disk.path().join("state.db");
+    let store = Store::open(&db, Options::default()).unwrap();
+    let value = vec![7u8; 256 * 1024];
+    let mut acknowledged = Vec::new();
+    let full = loop {
+        let key = format!("/fill/{}", acknowledged.len());
+        match store.put(key.clone(), value.clone()).await {
+            Ok(r) => acknowledged.push((key, r.revision)),
+            Err(err) => break err,
+        }
+        assert!(acknowledged.len() < 100, "the disk should have filled up");
+    };
+    assert!(matches!(full, StoreError::NoSpace), "{full:?}");
+    assert_eq!(
+        full.to_string(),
+        "etcdserver: mvcc: database space exceeded"
+    );
+    for (key, revision) in &acknowledged {
+        let kv = store.get(key.clone()).await.unwrap().unwrap();
+        assert_eq!((kv.mod_revision, kv.value.len()), (*revision, value.len()));
+    }
+    let head = store.revision();
+    assert_eq!(
+        head,
+        acknowledged.last().unwrap().1,
+        "a failed write takes no revision"
+    );
+
+    std::fs::remove_file(disk.path().join("ballast")).unwrap();
+    let after = store.put("/after", "room again").await.unwrap();
+    assert_eq!(after.revision, head + 1);
+    let store = reopen_at(store, &db).await;
+    assert_eq!(store.revision(), head + 1);
+    assert_eq!(
+        store
+            .range(Range::of(KeyRange::prefix("/fill/")))
+            .await
+            .unwrap()
+            .count,
+        acknowledged.len() as i64
+    );
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .unwrap();
+
+    disk.remount("ro");
+    let err = Store::open(&db, Options::default())
+        .err()
+        .expect("a read-only database cannot be opened for writing");
+    assert!(matches!(err, StoreError::ReadOnly(_)), "{err:?}");
+    disk.remount("rw");
+    assert_eq!(
+        Store::open(&db, Options::default()).unwrap().revision(),
+        head + 1
+    );
+}
+
+async fn reopen_at(store: Store, db: &std::path::Path) -> Store {
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .unwrap();
+    Store::open(db, Options::default()).unwrap()
+}
