@@ -14,10 +14,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/kube/config.yaml";
 const CONFIGURED: &[&str] = &["server"];
 
 /// Returns `args` with the config file's settings added after the subcommand.
-pub fn merge_config_file(
-    args: Vec<OsString>,
-    cli: &clap::Command,
-) -> anyhow::Result<Vec<OsString>> {
+pub fn merge_config_file(args: Vec<OsString>, cli: &clap::Command) -> anyhow::Result<Vec<OsString>> {
     let Some(sub_at) = args
         .iter()
         .skip(1)
@@ -67,9 +64,7 @@ pub fn merge_config_file(
         };
         for v in values {
             match v {
-                Value::Bool(true) if !arg.get_action().takes_values() => {
-                    extra.push(format!("--{key}"))
-                }
+                Value::Bool(true) if !arg.get_action().takes_values() => extra.push(format!("--{key}")),
                 Value::Bool(false) if !arg.get_action().takes_values() => {}
                 Value::String(s) => extra.push(format!("--{key}={s}")),
                 Value::Number(n) => extra.push(format!("--{key}={n}")),
@@ -89,13 +84,12 @@ pub fn merge_config_file(
 }
 
 fn read(path: &Path) -> anyhow::Result<serde_json::Map<String, Value>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     if text.trim().is_empty() {
         return Ok(Default::default());
     }
-    let value: Value = serde_saphyr::from_str(&text)
-        .with_context(|| format!("config file {} is not valid YAML", path.display()))?;
+    let value: Value =
+        serde_saphyr::from_str(&text).with_context(|| format!("config file {} is not valid YAML", path.display()))?;
     match value {
         Value::Object(map) => Ok(map),
         Value::Null => Ok(Default::default()),
@@ -139,11 +133,7 @@ mod tests {
             .subcommand(
                 Command::new("server")
                     .arg(Arg::new("data-dir").long("data-dir"))
-                    .arg(
-                        Arg::new("tls-san")
-                            .long("tls-san")
-                            .action(ArgAction::Append),
-                    )
+                    .arg(Arg::new("tls-san").long("tls-san").action(ArgAction::Append))
                     .arg(
                         Arg::new("disable-agent")
                             .long("disable-agent")
@@ -160,30 +150,14 @@ mod tests {
     fn file_values_become_flags_unless_given_on_the_command_line() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.yaml");
-        std::fs::write(
-            &file,
-            "data-dir: /from/file\ntls-san: [a, b]\ndisable-agent: true\n",
-        )
-        .unwrap();
+        std::fs::write(&file, "data-dir: /from/file\ntls-san: [a, b]\ndisable-agent: true\n").unwrap();
         let merged = merge_config_file(
-            args(&[
-                "kube",
-                "server",
-                "--config",
-                file.to_str().unwrap(),
-                "--data-dir=/cli",
-            ]),
+            args(&["kube", "server", "--config", file.to_str().unwrap(), "--data-dir=/cli"]),
             &cli(),
         )
         .unwrap();
-        let merged: Vec<String> = merged
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect();
-        assert!(
-            merged.contains(&"--tls-san=a".to_string())
-                && merged.contains(&"--tls-san=b".to_string())
-        );
+        let merged: Vec<String> = merged.into_iter().map(|a| a.into_string().unwrap()).collect();
+        assert!(merged.contains(&"--tls-san=a".to_string()) && merged.contains(&"--tls-san=b".to_string()));
         assert!(merged.contains(&"--disable-agent".to_string()));
         assert!(!merged.iter().any(|a| a == "--data-dir=/from/file"));
     }
@@ -193,20 +167,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.yaml");
         std::fs::write(&file, "no-such-flag: 1\n").unwrap();
-        let err = merge_config_file(
-            args(&["kube", "server", "--config", file.to_str().unwrap()]),
-            &cli(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = merge_config_file(args(&["kube", "server", "--config", file.to_str().unwrap()]), &cli())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown key 'no-such-flag'"), "{err}");
         let missing = dir.path().join("missing.yaml");
-        assert!(
-            merge_config_file(
-                args(&["kube", "server", "--config", missing.to_str().unwrap()]),
-                &cli()
-            )
-            .is_err()
-        );
+        assert!(merge_config_file(args(&["kube", "server", "--config", missing.to_str().unwrap()]), &cli()).is_err());
     }
 }

@@ -9,11 +9,7 @@ use std::process::ExitCode;
 use kubebox::{config, server, store};
 
 #[derive(Parser)]
-#[command(
-    name = "kube",
-    version,
-    about = "A whole Kubernetes cluster in one binary"
-)]
+#[command(name = "kube", version, about = "A whole Kubernetes cluster in one binary")]
 struct Cli {
     /// YAML file whose keys are flag names (command line and KUBE_* win over it).
     #[arg(long, global = true, env = "KUBE_CONFIG", value_name = "FILE")]
@@ -83,17 +79,13 @@ fn run() -> anyhow::Result<()> {
                 Some(f) => f,
                 None => {
                     let dir = data_dir.join("server/db/snapshots");
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
                     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
                     dir.join(format!("snapshot-{}", now.as_secs()))
                 }
             };
             let revision = store::snapshot::save(&server::database_path(&data_dir), &file)?;
-            println!(
-                "Snapshot saved to {} at revision {revision}",
-                file.display()
-            );
+            println!("Snapshot saved to {} at revision {revision}", file.display());
             Ok(())
         }
         Command::EtcdSnapshot(SnapshotCommand::Restore { data_dir, file }) => {

@@ -19,11 +19,7 @@ pub struct ServerArgs {
     #[arg(long, env = "KUBE_DATA_DIR", default_value = "/var/lib/kube")]
     pub data_dir: PathBuf,
     /// Address of the etcd v3 endpoint (loopback only).
-    #[arg(
-        long,
-        env = "KUBE_ETCD_LISTEN_ADDRESS",
-        default_value = "127.0.0.1:2379"
-    )]
+    #[arg(long, env = "KUBE_ETCD_LISTEN_ADDRESS", default_value = "127.0.0.1:2379")]
     pub etcd_listen_address: SocketAddr,
     /// Do not serve the etcd endpoint.
     #[arg(long, env = "KUBE_DISABLE_ETCD_ENDPOINT")]
@@ -41,9 +37,14 @@ pub fn database_path(data_dir: &Path) -> PathBuf {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server_dir = args.data_dir.join("server");
-    std::fs::create_dir_all(&server_dir)
-        .with_context(|| format!("cannot create data dir {}", server_dir.display()))?;
+    std::fs::create_dir_all(&server_dir).with_context(|| format!("cannot create data dir {}", server_dir.display()))?;
     let _lock = lock_data_dir(&server_dir.join("kube.lock"), &args.data_dir)?;
+
+    // Bind before opening anything, so a bad address has no side effects.
+    let etcd_listener = match args.disable_etcd_endpoint {
+        true => None,
+        false => Some(etcd::bind(args.etcd_listen_address).await?),
+    };
 
     let db = database_path(&args.data_dir);
     let store = {
@@ -61,21 +62,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     tasks.spawn(store.clone().run(shutdown.clone()));
 
-    let etcd_listener = if args.disable_etcd_endpoint {
-        None
-    } else {
-        Some(etcd::bind(args.etcd_listen_address).await)
-    };
-    let etcd_task = match etcd_listener {
-        Some(Ok(listener)) => {
-            Some(tasks.spawn(etcd::serve(store.clone(), listener, shutdown.clone())))
-        }
-        Some(Err(err)) => {
-            close(store).await;
-            return Err(err.into());
-        }
-        None => None,
-    };
+    let etcd_task = etcd_listener.map(|listener| tasks.spawn(etcd::serve(store.clone(), listener, shutdown.clone())));
 
     let failed = tokio::select! {
         signal = shutdown_signal() => {

@@ -6,15 +6,13 @@ use tonic::{Code, Status};
 use super::proto::etcdserverpb as pb;
 use super::proto::mvccpb;
 use crate::store::{
-    Compare, CompareOp, CompareTarget, Delete, Event, EventKind, KeyRange, KeyValue, Op, OpResult,
-    Put, Range, RangeResult, SortOrder, SortTarget, StoreError, Txn, TxnResult,
+    Compare, CompareOp, CompareTarget, Delete, Event, EventKind, KeyRange, KeyValue, Op, OpResult, Put, Range,
+    RangeResult, SortOrder, SortTarget, StoreError, Txn, TxnResult,
 };
 
 pub fn status(err: StoreError) -> Status {
     let code = match &err {
-        StoreError::Compacted { .. }
-        | StoreError::FutureRevision
-        | StoreError::LeaseTtlTooLarge => Code::OutOfRange,
+        StoreError::Compacted { .. } | StoreError::FutureRevision | StoreError::LeaseTtlTooLarge => Code::OutOfRange,
         StoreError::EmptyKey
         | StoreError::TooLarge
         | StoreError::TooManyOps
@@ -99,11 +97,7 @@ pub fn delete(d: pb::DeleteRangeRequest) -> Delete {
 
 pub fn txn(t: pb::TxnRequest) -> Result<Txn, Status> {
     Ok(Txn {
-        compare: t
-            .compare
-            .into_iter()
-            .map(compare)
-            .collect::<Result<_, _>>()?,
+        compare: t.compare.into_iter().map(compare).collect::<Result<_, _>>()?,
         success: t.success.into_iter().map(op).collect::<Result<_, _>>()?,
         failure: t.failure.into_iter().map(op).collect::<Result<_, _>>()?,
     })
@@ -116,9 +110,7 @@ fn op(o: pb::RequestOp) -> Result<Op, Status> {
         Some(Request::RequestPut(p)) => Ok(Op::Put(put(p))),
         Some(Request::RequestDeleteRange(d)) => Ok(Op::Delete(delete(d))),
         Some(Request::RequestTxn(t)) => Ok(Op::Txn(txn(t)?)),
-        None => Err(Status::invalid_argument(
-            "etcdserver: empty operation in txn request",
-        )),
+        None => Err(Status::invalid_argument("etcdserver: empty operation in txn request")),
     }
 }
 
@@ -130,9 +122,7 @@ fn compare(c: pb::Compare) -> Result<Compare, Status> {
         Ok(R::Less) => CompareOp::Less,
         Ok(R::NotEqual) => CompareOp::NotEqual,
         Err(_) => {
-            return Err(Status::invalid_argument(
-                "etcdserver: unknown compare result",
-            ));
+            return Err(Status::invalid_argument("etcdserver: unknown compare result"));
         }
     };
     let target = match (T::try_from(c.target), c.target_union) {
@@ -183,13 +173,11 @@ pub fn txn_response(t: TxnResult, header: pb::ResponseHeader) -> pb::TxnResponse
                     header: Some(header),
                     prev_kv: prev.map(kv),
                 }),
-                OpResult::Delete { deleted, prev } => {
-                    Response::ResponseDeleteRange(pb::DeleteRangeResponse {
-                        header: Some(header),
-                        deleted,
-                        prev_kvs: prev.into_iter().map(kv).collect(),
-                    })
-                }
+                OpResult::Delete { deleted, prev } => Response::ResponseDeleteRange(pb::DeleteRangeResponse {
+                    header: Some(header),
+                    deleted,
+                    prev_kvs: prev.into_iter().map(kv).collect(),
+                }),
                 OpResult::Txn(t) => Response::ResponseTxn(txn_response(t, header)),
             }),
         })

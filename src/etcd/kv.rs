@@ -23,10 +23,7 @@ impl Endpoint {
 
 #[tonic::async_trait]
 impl Kv for Endpoint {
-    async fn range(
-        &self,
-        req: Request<pb::RangeRequest>,
-    ) -> Result<Response<pb::RangeResponse>, Status> {
+    async fn range(&self, req: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
         let result = self
             .store
             .range(convert::range(req.into_inner()))
@@ -52,9 +49,7 @@ impl Kv for Endpoint {
         &self,
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let (result, revision) = self
-            .single(Op::Delete(convert::delete(req.into_inner())))
-            .await?;
+        let (result, revision) = self.single(Op::Delete(convert::delete(req.into_inner()))).await?;
         let (deleted, prev) = match result {
             OpResult::Delete { deleted, prev } => (deleted, prev),
             _ => (0, Vec::new()),
@@ -73,16 +68,9 @@ impl Kv for Endpoint {
         Ok(Response::new(convert::txn_response(result, header)))
     }
 
-    async fn compact(
-        &self,
-        req: Request<pb::CompactionRequest>,
-    ) -> Result<Response<pb::CompactionResponse>, Status> {
+    async fn compact(&self, req: Request<pb::CompactionRequest>) -> Result<Response<pb::CompactionResponse>, Status> {
         let req = req.into_inner();
-        let revision = self
-            .store
-            .compact(req.revision, req.physical)
-            .await
-            .map_err(status)?;
+        let revision = self.store.compact(req.revision, req.physical).await.map_err(status)?;
         Ok(Response::new(pb::CompactionResponse {
             header: Some(self.header(revision)),
         }))

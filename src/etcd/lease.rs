@@ -1,7 +1,8 @@
 //! The Lease service: grant, revoke, keep-alive stream, time-to-live and list.
 
+use futures_util::StreamExt;
 use std::pin::Pin;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Endpoint;
@@ -9,8 +10,7 @@ use super::convert::status;
 use super::proto::etcdserverpb::{self as pb, lease_server::Lease};
 use crate::store::StoreError;
 
-type KeepAliveStream =
-    Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Lease for Endpoint {
@@ -19,11 +19,7 @@ impl Lease for Endpoint {
         req: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         let req = req.into_inner();
-        let (id, ttl) = self
-            .store
-            .lease_grant(req.id, req.ttl)
-            .await
-            .map_err(status)?;
+        let (id, ttl) = self.store.lease_grant(req.id, req.ttl).await.map_err(status)?;
         Ok(Response::new(pb::LeaseGrantResponse {
             header: Some(self.current_header()),
             id,
@@ -36,11 +32,7 @@ impl Lease for Endpoint {
         &self,
         req: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        let revision = self
-            .store
-            .lease_revoke(req.into_inner().id)
-            .await
-            .map_err(status)?;
+        let revision = self.store.lease_revoke(req.into_inner().id).await.map_err(status)?;
         Ok(Response::new(pb::LeaseRevokeResponse {
             header: Some(self.header(revision)),
         }))
@@ -53,7 +45,8 @@ impl Lease for Endpoint {
         req: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let endpoint = self.clone();
-        let responses = req.into_inner().map(move |msg| {
+        let shutdown = self.shutdown.clone().cancelled_owned();
+        let responses = req.into_inner().take_until(shutdown).map(move |msg| {
             let id = msg?.id;
             // etcd answers a lease that is gone with TTL 0 rather than an error.
             let ttl = endpoint.store.lease_keep_alive(id).unwrap_or(0);

@@ -7,9 +7,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::convert::status;
-use super::proto::etcdserverpb::{
-    self as pb, cluster_server::Cluster, maintenance_server::Maintenance,
-};
+use super::proto::etcdserverpb::{self as pb, cluster_server::Cluster, maintenance_server::Maintenance};
 use super::{ETCD_VERSION, Endpoint};
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
@@ -18,10 +16,7 @@ const SNAPSHOT_CHUNK: usize = 64 * 1024;
 
 #[tonic::async_trait]
 impl Maintenance for Endpoint {
-    async fn alarm(
-        &self,
-        _req: Request<pb::AlarmRequest>,
-    ) -> Result<Response<pb::AlarmResponse>, Status> {
+    async fn alarm(&self, _req: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
         // No alarms are ever raised: a full disk is reported per request instead.
         Ok(Response::new(pb::AlarmResponse {
             header: Some(self.current_header()),
@@ -29,10 +24,7 @@ impl Maintenance for Endpoint {
         }))
     }
 
-    async fn status(
-        &self,
-        _req: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let (db_size, in_use) = self.store.db_size().await.map_err(status)?;
         let revision = self.store.revision();
         Ok(Response::new(pb::StatusResponse {
@@ -61,16 +53,8 @@ impl Maintenance for Endpoint {
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(
-        &self,
-        _req: Request<pb::SnapshotRequest>,
-    ) -> Result<Response<Self::SnapshotStream>, Status> {
-        let dir = self
-            .store
-            .path()
-            .parent()
-            .map(|p| p.to_path_buf())
-            .unwrap_or_default();
+    async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        let dir = self.store.path().parent().map(|p| p.to_path_buf()).unwrap_or_default();
         let path = dir.join(format!("grpc-snapshot-{}.db", std::process::id()));
         let revision = self.store.snapshot(path.clone()).await.map_err(status)?;
         let file = tokio::fs::File::open(&path)
@@ -86,9 +70,7 @@ impl Maintenance for Endpoint {
         let header = self.header(revision);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(send_chunks(file, size, header, tx));
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }
 

@@ -49,6 +49,9 @@ pub enum ServeError {
 struct Endpoint {
     store: Store,
     client_url: String,
+    /// Ends the long-lived streams (watch, keep-alive) so shutdown does not wait
+    /// for clients to hang up.
+    shutdown: CancellationToken,
 }
 
 impl Endpoint {
@@ -71,38 +74,25 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     if !addr.ip().is_loopback() {
         return Err(ServeError::NotLoopback(addr));
     }
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| ServeError::Bind(addr, e))
+    TcpListener::bind(addr).await.map_err(|e| ServeError::Bind(addr, e))
 }
 
 /// Serves the etcd API on `listener` until `shutdown`.
-pub async fn serve(
-    store: Store,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
+pub async fn serve(store: Store, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
     let local = listener
         .local_addr()
         .map_err(|e| ServeError::Bind(([127, 0, 0, 1], 0).into(), e))?;
     let endpoint = Endpoint {
         store,
         client_url: format!("http://{local}"),
+        shutdown: shutdown.clone(),
     };
     let max = MAX_REQUEST_BYTES + GRPC_OVERHEAD;
     tracing::info!(address = %local, "etcd endpoint listening");
     tonic::transport::Server::builder()
         .add_service(pb::kv_server::KvServer::new(endpoint.clone()).max_decoding_message_size(max))
-        .add_service(
-            pb::watch_server::WatchServer::new(watch::WatchService::new(
-                endpoint.clone(),
-                shutdown.clone(),
-            ))
-            .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::lease_server::LeaseServer::new(endpoint.clone()).max_decoding_message_size(max),
-        )
+        .add_service(pb::watch_server::WatchServer::new(endpoint.clone()).max_decoding_message_size(max))
+        .add_service(pb::lease_server::LeaseServer::new(endpoint.clone()).max_decoding_message_size(max))
         .add_service(pb::cluster_server::ClusterServer::new(endpoint.clone()))
         .add_service(pb::maintenance_server::MaintenanceServer::new(endpoint))
         .serve_with_incoming_shutdown(

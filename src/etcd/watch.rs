@@ -28,28 +28,14 @@ const ALL_WATCHES: i64 = -1;
 
 type Responses = mpsc::Sender<Result<pb::WatchResponse, Status>>;
 
-pub struct WatchService {
-    endpoint: Endpoint,
-    shutdown: CancellationToken,
-}
-
-impl WatchService {
-    pub fn new(endpoint: Endpoint, shutdown: CancellationToken) -> Self {
-        WatchService { endpoint, shutdown }
-    }
-}
-
 #[tonic::async_trait]
-impl Watch for WatchService {
+impl Watch for Endpoint {
     type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
 
-    async fn watch(
-        &self,
-        req: Request<Streaming<pb::WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(&self, req: Request<Streaming<pb::WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(256);
         let session = Session {
-            endpoint: self.endpoint.clone(),
+            endpoint: self.clone(),
             tx,
             watches: HashMap::new(),
             next_id: 0,
@@ -144,8 +130,7 @@ impl Session {
                     watch_id: id,
                     created: true,
                     canceled: true,
-                    cancel_reason:
-                        "etcdserver: mvcc: duplicate watch ID provided on the WatchStream".into(),
+                    cancel_reason: "etcdserver: mvcc: duplicate watch ID provided on the WatchStream".into(),
                     ..self.response()
                 })
                 .await;
@@ -226,10 +211,7 @@ struct Forward {
 
 impl Forward {
     async fn run(self, mut watcher: Watcher) {
-        let mut progress = tokio::time::interval_at(
-            tokio::time::Instant::now() + PROGRESS_INTERVAL,
-            PROGRESS_INTERVAL,
-        );
+        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
         let mut active = false;
         loop {
             let tick = async {
@@ -284,9 +266,7 @@ impl Forward {
         let mut bytes = 0;
         let revision_of = |e: &mvccpb::Event| e.kv.as_ref().map_or(0, |kv| kv.mod_revision);
         for event in events {
-            if bytes > MAX_RESPONSE_BYTES
-                && batch.last().map(revision_of) != Some(revision_of(&event))
-            {
+            if bytes > MAX_RESPONSE_BYTES && batch.last().map(revision_of) != Some(revision_of(&event)) {
                 if !self.send_batch(std::mem::take(&mut batch)).await {
                     return false;
                 }
@@ -314,7 +294,6 @@ impl Forward {
 }
 
 fn event_size(e: &mvccpb::Event) -> usize {
-    let kv =
-        |kv: &Option<mvccpb::KeyValue>| kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len());
+    let kv = |kv: &Option<mvccpb::KeyValue>| kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len());
     kv(&e.kv) + kv(&e.prev_kv)
 }

@@ -7,8 +7,8 @@ use rusqlite::{Connection, params};
 use super::error::{Result, StoreError};
 use super::sqlite::{self, MAX_CHANGES_PER_REVISION, first_id};
 use super::types::{
-    Compare, CompareOp, CompareTarget, Delete, Event, EventKind, KeyRange, KeyValue, Op, OpResult,
-    Put, Range, TxnResult,
+    Compare, CompareOp, CompareTarget, Delete, Event, EventKind, KeyRange, KeyValue, Op, OpResult, Put, Range,
+    TxnResult,
 };
 
 /// The changes of one revision in the making.
@@ -47,12 +47,7 @@ impl<'a> Apply<'a> {
         }
     }
 
-    pub fn txn(
-        &mut self,
-        compare: &[Compare],
-        success: &[Op],
-        failure: &[Op],
-    ) -> Result<TxnResult> {
+    pub fn txn(&mut self, compare: &[Compare], success: &[Op], failure: &[Op]) -> Result<TxnResult> {
         let mut succeeded = true;
         for c in compare {
             if !self.compare(c)? {
@@ -61,10 +56,7 @@ impl<'a> Apply<'a> {
             }
         }
         let ops = if succeeded { success } else { failure };
-        let results = ops
-            .iter()
-            .map(|op| self.op(op))
-            .collect::<Result<Vec<_>>>()?;
+        let results = ops.iter().map(|op| self.op(op)).collect::<Result<Vec<_>>>()?;
         Ok(TxnResult {
             revision: self.head(),
             succeeded,
@@ -77,9 +69,7 @@ impl<'a> Apply<'a> {
             Op::Range(r) => self.range(r).map(OpResult::Range),
             Op::Put(p) => self.put(p),
             Op::Delete(d) => self.delete(d),
-            Op::Txn(t) => self
-                .txn(&t.compare, &t.success, &t.failure)
-                .map(OpResult::Txn),
+            Op::Txn(t) => self.txn(&t.compare, &t.success, &t.failure).map(OpResult::Txn),
         }
     }
 
@@ -192,9 +182,7 @@ impl<'a> Apply<'a> {
 
     fn delete(&mut self, d: &Delete) -> Result<OpResult> {
         let targets = if d.range.is_single_key() {
-            sqlite::get_live(self.conn, &d.range.start)?
-                .into_iter()
-                .collect()
+            sqlite::get_live(self.conn, &d.range.start)?.into_iter().collect()
         } else {
             sqlite::live_in_range(self.conn, &d.range)?
         };
@@ -215,10 +203,7 @@ impl<'a> Apply<'a> {
                 prev: Some(prev),
             });
         }
-        Ok(OpResult::Delete {
-            deleted,
-            prev: prevs,
-        })
+        Ok(OpResult::Delete { deleted, prev: prevs })
     }
 
     fn delete_key(&mut self, prev_id: i64, prev: &KeyValue) -> Result<()> {
@@ -246,8 +231,7 @@ impl<'a> Apply<'a> {
                 prev_kv: false,
             })?;
         }
-        self.conn
-            .execute("DELETE FROM lease WHERE id = ?1", [lease])?;
+        self.conn.execute("DELETE FROM lease WHERE id = ?1", [lease])?;
         Ok(())
     }
 
@@ -255,10 +239,8 @@ impl<'a> Apply<'a> {
         if sqlite::lease_exists(self.conn, lease)? {
             return Err(StoreError::LeaseExists);
         }
-        self.conn.execute(
-            "INSERT INTO lease (id, ttl) VALUES (?1, ?2)",
-            params![lease, ttl],
-        )?;
+        self.conn
+            .execute("INSERT INTO lease (id, ttl) VALUES (?1, ?2)", params![lease, ttl])?;
         Ok(())
     }
 }

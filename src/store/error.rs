@@ -42,9 +42,9 @@ impl From<rusqlite::Error> for StoreError {
         use rusqlite::ErrorCode;
         match err.sqlite_error_code() {
             Some(ErrorCode::DiskFull) => StoreError::NoSpace,
-            Some(ErrorCode::ReadOnly)
-            | Some(ErrorCode::CannotOpen)
-            | Some(ErrorCode::PermissionDenied) => StoreError::ReadOnly(err.to_string()),
+            Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => {
+                StoreError::ReadOnly(err.to_string())
+            }
             _ => StoreError::Database(err.to_string()),
         }
     }

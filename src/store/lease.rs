@@ -28,9 +28,7 @@ struct Deadline {
 
 impl Lessor {
     fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Deadline>> {
-        self.leases
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.leases.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn insert(&self, id: i64, ttl: i64) {

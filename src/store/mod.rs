@@ -179,10 +179,7 @@ impl Store {
         .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
     }
 
-    async fn submit<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request,
-    ) -> Result<T> {
+    async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         {
             let writer = lock(&self.shared.writer);
@@ -220,11 +217,7 @@ impl Store {
         self.submit(|reply| Request::Txn(txn, reply)).await
     }
 
-    pub async fn put(
-        &self,
-        key: impl Into<Vec<u8>>,
-        value: impl Into<Vec<u8>>,
-    ) -> Result<TxnResult> {
+    pub async fn put(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<TxnResult> {
         self.txn(Txn::single(Op::Put(Put {
             key: key.into(),
             value: value.into(),
@@ -234,19 +227,14 @@ impl Store {
     }
 
     pub async fn delete(&self, range: KeyRange) -> Result<TxnResult> {
-        self.txn(Txn::single(Op::Delete(Delete {
-            range,
-            prev_kv: false,
-        })))
-        .await
+        self.txn(Txn::single(Op::Delete(Delete { range, prev_kv: false })))
+            .await
     }
 
     /// Makes revisions before `revision` unreadable and removes their history in the
     /// background; with `wait`, returns once the history is physically gone.
     pub async fn compact(&self, revision: i64, wait: bool) -> Result<i64> {
-        let head = self
-            .submit(|reply| Request::Compact { revision, reply })
-            .await?;
+        let head = self.submit(|reply| Request::Compact { revision, reply }).await?;
         if wait {
             let mut through = self.shared.compacted_through.subscribe();
             through
@@ -277,31 +265,22 @@ impl Store {
                 }
             }
         };
-        self.submit(|reply| Request::LeaseGrant { id, ttl, reply })
-            .await?;
+        self.submit(|reply| Request::LeaseGrant { id, ttl, reply }).await?;
         Ok((id, ttl))
     }
 
     /// Revokes a lease and deletes its keys; returns the store revision after.
     pub async fn lease_revoke(&self, id: i64) -> Result<i64> {
-        self.submit(|reply| Request::LeaseRevoke { id, reply })
-            .await
+        self.submit(|reply| Request::LeaseRevoke { id, reply }).await
     }
 
     /// Restarts a lease's TTL; returns the TTL.
     pub fn lease_keep_alive(&self, id: i64) -> Result<i64> {
-        self.shared
-            .lessor
-            .keep_alive(id)
-            .ok_or(StoreError::LeaseNotFound)
+        self.shared.lessor.keep_alive(id).ok_or(StoreError::LeaseNotFound)
     }
 
     pub async fn lease_time_to_live(&self, id: i64, with_keys: bool) -> Result<LeaseInfo> {
-        let (remaining, granted_ttl) = self
-            .shared
-            .lessor
-            .remaining(id)
-            .ok_or(StoreError::LeaseNotFound)?;
+        let (remaining, granted_ttl) = self.shared.lessor.remaining(id).ok_or(StoreError::LeaseNotFound)?;
         let keys = if with_keys {
             self.read(move |conn| sqlite::lease_keys(conn, id)).await?
         } else {
@@ -340,10 +319,7 @@ impl Store {
 
     /// Expires leases and compacts history in the background until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        tokio::join!(
-            self.expire_leases(shutdown.clone()),
-            self.compact_history(shutdown)
-        );
+        tokio::join!(self.expire_leases(shutdown.clone()), self.compact_history(shutdown));
     }
 
     async fn expire_leases(&self, shutdown: CancellationToken) {

@@ -22,9 +22,9 @@ pub fn write(conn: &Connection, dest: &Path) -> Result<i64> {
     let partial = partial_path(dest);
     let _ = fs::remove_file(&partial);
     let result = (|| {
-        let target = partial.to_str().ok_or_else(|| {
-            StoreError::Database(format!("snapshot path {} is not UTF-8", partial.display()))
-        })?;
+        let target = partial
+            .to_str()
+            .ok_or_else(|| StoreError::Database(format!("snapshot path {} is not UTF-8", partial.display())))?;
         conn.execute("VACUUM INTO ?1", [target])?;
         let revision = {
             let copy = sqlite::open(&partial, sqlite::Sync::Full, true)?;
@@ -47,10 +47,7 @@ pub fn write(conn: &Connection, dest: &Path) -> Result<i64> {
 /// Snapshots the database file at `db` (the server may be running).
 pub fn save(db: &Path, dest: &Path) -> Result<i64> {
     if !db.exists() {
-        return Err(StoreError::Database(format!(
-            "no database at {}",
-            db.display()
-        )));
+        return Err(StoreError::Database(format!("no database at {}", db.display())));
     }
     let conn = sqlite::open(db, sqlite::Sync::Full, false)?;
     write(&conn, dest)
@@ -75,10 +72,7 @@ pub fn restore(snapshot: &Path, db: &Path) -> Result<i64> {
     io::copy(&mut (&mut file).take(body), &mut io::sink())?;
     file.read_exact(&mut trailer)?;
     if digest[..] != trailer {
-        return Err(invalid(
-            snapshot,
-            "checksum mismatch (truncated or corrupt)",
-        ));
+        return Err(invalid(snapshot, "checksum mismatch (truncated or corrupt)"));
     }
     let mut magic = [0u8; 16];
     File::open(snapshot)?.read_exact(&mut magic)?;

@@ -7,9 +7,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_fro
 use std::path::Path;
 
 use super::error::{Result, StoreError};
-use super::types::{
-    Event, EventKind, KeyRange, KeyValue, Range, RangeResult, SortOrder, SortTarget,
-};
+use super::types::{Event, EventKind, KeyRange, KeyValue, Range, RangeResult, SortOrder, SortTarget};
 
 /// Bits of a row id that number changes within one revision.
 pub const SUB_BITS: u32 = 20;
@@ -40,17 +38,12 @@ pub fn open(path: &Path, sync: Sync, read_only: bool) -> Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
     // SQLite quietly opens a file it cannot write read-only; a store must know now.
     if !read_only && conn.is_readonly(rusqlite::MAIN_DB)? {
-        return Err(StoreError::ReadOnly(format!(
-            "{} cannot be written",
-            path.display()
-        )));
+        return Err(StoreError::ReadOnly(format!("{} cannot be written", path.display())));
     }
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     if !read_only {
@@ -69,9 +62,7 @@ pub fn open(path: &Path, sync: Sync, read_only: bool) -> Result<Connection> {
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let quick: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if quick != "ok" {
-        return Err(StoreError::Database(format!(
-            "database is corrupt: {quick}"
-        )));
+        return Err(StoreError::Database(format!("database is corrupt: {quick}")));
     }
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let version = version.max(0) as usize;
@@ -111,9 +102,7 @@ pub fn head(conn: &Connection) -> Result<(i64, i64)> {
 
 pub fn meta(conn: &Connection, name: &str) -> Result<i64> {
     Ok(conn
-        .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })
+        .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
 }
@@ -188,11 +177,7 @@ pub fn live_in_range(conn: &Connection, range: &KeyRange) -> Result<Vec<(i64, Ke
 /// Serves a range read at `head` (the snapshot's newest revision) or at the past
 /// revision the request names; the caller has checked it against compaction.
 pub fn range(conn: &Connection, req: &Range, head: i64) -> Result<RangeResult> {
-    let at = if req.revision <= 0 {
-        head
-    } else {
-        req.revision
-    };
+    let at = if req.revision <= 0 { head } else { req.revision };
     // At the newest revision only the live table is read; in the past, the newest
     // row of each key at or before `at` that is not a tombstone.
     let (source, count_source, order, cond, args) = if at >= head {
@@ -207,22 +192,14 @@ pub fn range(conn: &Connection, req: &Range, head: i64) -> Result<RangeResult> {
     } else {
         let (cond, mut args) = range_condition("key", &req.range);
         args.push(Value::Integer(first_id(at + 1)));
-        let source = format!(
-            "(SELECT max(id) AS id FROM kv WHERE {cond} AND id < ? GROUP BY key) m JOIN kv ON kv.id = m.id"
-        );
-        (
-            source.clone(),
-            source,
-            "kv.key",
-            "kv.version > 0".to_string(),
-            args,
-        )
+        let source =
+            format!("(SELECT max(id) AS id FROM kv WHERE {cond} AND id < ? GROUP BY key) m JOIN kv ON kv.id = m.id");
+        (source.clone(), source, "kv.key", "kv.version > 0".to_string(), args)
     };
 
     let full_scan = req.needs_full_scan();
     let count = if req.count_only || req.limit > 0 {
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT count(*) FROM {count_source} WHERE {cond}"))?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT count(*) FROM {count_source} WHERE {cond}"))?;
         Some(stmt.query_row(params_from_iter(&args), |r| r.get::<_, i64>(0))?)
     } else {
         None
@@ -236,11 +213,9 @@ pub fn range(conn: &Connection, req: &Range, head: i64) -> Result<RangeResult> {
         });
     }
 
-    let columns = if req.keys_only {
-        KEY_COLUMNS
-    } else {
-        KV_COLUMNS
-    };
+    // Values are needed to sort by value even when only keys are returned.
+    let values_needed = !req.keys_only || req.sort_target == SortTarget::Value;
+    let columns = if values_needed { KV_COLUMNS } else { KEY_COLUMNS };
     let limit = if req.limit > 0 && !full_scan {
         // One more than asked tells whether there are more.
         format!(" LIMIT {}", req.limit + 1)
@@ -258,6 +233,9 @@ pub fn range(conn: &Connection, req: &Range, head: i64) -> Result<RangeResult> {
     if full_scan {
         filter_and_sort(&mut kvs, req);
     }
+    if req.keys_only && values_needed {
+        kvs.iter_mut().for_each(|kv| kv.value.clear());
+    }
     let more = req.limit > 0 && kvs.len() as i64 > req.limit;
     if more {
         kvs.truncate(req.limit as usize);
@@ -274,11 +252,7 @@ fn filter_and_sort(kvs: &mut Vec<KeyValue>, req: &Range) {
     let within = |v: i64, min: i64, max: i64| (min <= 0 || v >= min) && (max <= 0 || v <= max);
     kvs.retain(|kv| {
         within(kv.mod_revision, req.min_mod_revision, req.max_mod_revision)
-            && within(
-                kv.create_revision,
-                req.min_create_revision,
-                req.max_create_revision,
-            )
+            && within(kv.create_revision, req.min_create_revision, req.max_create_revision)
     });
     let order = if req.sort_order == SortOrder::None && req.sort_target != SortTarget::Key {
         // etcd sorts ascending when only a target is given.
@@ -311,10 +285,7 @@ pub fn events(conn: &Connection, range: &KeyRange, from: i64, to: i64) -> Result
          FROM kv e LEFT JOIN kv p ON p.id = e.prev_id AND p.version > 0 \
          WHERE e.id >= ? AND e.id < ? AND {cond} ORDER BY e.id"
     ))?;
-    let mut all = vec![
-        Value::Integer(first_id(from)),
-        Value::Integer(first_id(to + 1)),
-    ];
+    let mut all = vec![Value::Integer(first_id(from)), Value::Integer(first_id(to + 1))];
     all.extend(args);
     let mut rows = stmt.query(params_from_iter(all))?;
     let mut events = Vec::new();

@@ -8,9 +8,7 @@ fn open(dir: &tempfile::TempDir) -> Store {
 }
 
 async fn reopen(store: Store, dir: &tempfile::TempDir) -> Store {
-    tokio::task::spawn_blocking(move || store.close())
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || store.close()).await.unwrap();
     open(dir)
 }
 
@@ -34,22 +32,13 @@ fn mod_equals(key: &str, revision: i64) -> Compare {
 async fn puts_get_revisions_versions_and_create_revision() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    assert_eq!(
-        store.revision(),
-        1,
-        "an empty store is at revision 1, like etcd"
-    );
+    assert_eq!(store.revision(), 1, "an empty store is at revision 1, like etcd");
     assert_eq!(store.put("a", "1").await.unwrap().revision, 2);
     assert_eq!(store.put("a", "2").await.unwrap().revision, 3);
     assert_eq!(store.put("b", "x").await.unwrap().revision, 4);
     let a = store.get("a").await.unwrap().unwrap();
     assert_eq!(
-        (
-            a.value.as_slice(),
-            a.create_revision,
-            a.mod_revision,
-            a.version
-        ),
+        (a.value.as_slice(), a.create_revision, a.mod_revision, a.version),
         (&b"2"[..], 2, 3, 2)
     );
     assert!(store.get("missing").await.unwrap().is_none());
@@ -213,10 +202,7 @@ async fn ranges_with_limit_count_sort_and_past_revisions() {
     assert_eq!(values, ["v3", "v4", "v5", "v6", "v7", "v8", "v9"]);
     assert_eq!(rest.count, 7);
 
-    let now = store
-        .range(Range::of(KeyRange::prefix("/p/")))
-        .await
-        .unwrap();
+    let now = store.range(Range::of(KeyRange::prefix("/p/"))).await.unwrap();
     assert_eq!(now.count, 9);
     let count = store
         .range(Range {
@@ -288,23 +274,14 @@ async fn delete_range_reports_previous_values() {
 async fn bad_requests_get_etcd_errors() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    assert!(matches!(
-        store.put("", "v").await,
-        Err(StoreError::EmptyKey)
-    ));
+    assert!(matches!(store.put("", "v").await, Err(StoreError::EmptyKey)));
     let huge = vec![b'x'; MAX_REQUEST_BYTES + 1];
-    assert!(matches!(
-        store.put("big", huge).await,
-        Err(StoreError::TooLarge)
-    ));
+    assert!(matches!(store.put("big", huge).await, Err(StoreError::TooLarge)));
     let dup = Txn {
         success: vec![put_op("a", "1"), put_op("a", "2")],
         ..Default::default()
     };
-    assert!(matches!(
-        store.txn(dup).await,
-        Err(StoreError::DuplicateKey)
-    ));
+    assert!(matches!(store.txn(dup).await, Err(StoreError::DuplicateKey)));
     let with_missing_lease = Txn::single(Op::Put(Put {
         key: "k".into(),
         value: "v".into(),
@@ -326,10 +303,7 @@ async fn bad_requests_get_etcd_errors() {
     ));
     // A failed request in a batch does not disturb the store.
     assert_eq!(store.revision(), 1);
-    assert!(matches!(
-        store.lease_revoke(7).await,
-        Err(StoreError::LeaseNotFound)
-    ));
+    assert!(matches!(store.lease_revoke(7).await, Err(StoreError::LeaseNotFound)));
 }
 
 #[tokio::test]
@@ -338,10 +312,7 @@ async fn leases_attach_keys_and_revoke_deletes_them() {
     let store = open(&dir);
     let (id, ttl) = store.lease_grant(0, 60).await.unwrap();
     assert_eq!(ttl, 60);
-    assert!(matches!(
-        store.lease_grant(id, 10).await,
-        Err(StoreError::LeaseExists)
-    ));
+    assert!(matches!(store.lease_grant(id, 10).await, Err(StoreError::LeaseExists)));
     for k in ["l1", "l2"] {
         store
             .txn(Txn::single(Op::Put(Put {
@@ -365,10 +336,7 @@ async fn leases_attach_keys_and_revoke_deletes_them() {
     assert!(store.get("l1").await.unwrap().is_none());
     assert!(store.get("l2").await.unwrap().is_some());
     assert!(store.leases().is_empty());
-    assert!(matches!(
-        store.lease_keep_alive(id),
-        Err(StoreError::LeaseNotFound)
-    ));
+    assert!(matches!(store.lease_keep_alive(id), Err(StoreError::LeaseNotFound)));
 }
 
 #[tokio::test]
@@ -418,13 +386,7 @@ async fn watch_replays_history_with_previous_values_then_follows_live() {
     let events = watcher.next().await.unwrap();
     let summary: Vec<_> = events
         .iter()
-        .map(|e| {
-            (
-                e.kind,
-                e.kv.mod_revision,
-                e.prev.as_ref().map(|p| p.value.clone()),
-            )
-        })
+        .map(|e| (e.kind, e.kv.mod_revision, e.prev.as_ref().map(|p| p.value.clone())))
         .collect();
     assert_eq!(
         summary,
@@ -440,10 +402,7 @@ async fn watch_replays_history_with_previous_values_then_follows_live() {
         .unwrap()
         .unwrap();
     assert_eq!(live.len(), 1);
-    assert_eq!(
-        (live[0].kv.key.as_slice(), live[0].kv.mod_revision),
-        (&b"/w/b"[..], 6)
-    );
+    assert_eq!((live[0].kv.key.as_slice(), live[0].kv.mod_revision), (&b"/w/b"[..], 6));
 }
 
 #[tokio::test]
@@ -469,10 +428,7 @@ async fn a_watcher_that_falls_far_behind_still_sees_every_event() {
     let mut watcher = store.watch(KeyRange::prefix("/s/"), 0).unwrap();
     let n = watch::HUB_CAPACITY as i64 + 300;
     for i in 0..n {
-        store
-            .put(format!("/s/{}", i % 7), i.to_string())
-            .await
-            .unwrap();
+        store.put(format!("/s/{}", i % 7), i.to_string()).await.unwrap();
     }
     let mut seen = 0;
     let mut last = 0;
@@ -513,9 +469,7 @@ async fn compaction_refuses_old_reads_and_removes_history() {
                 ..Range::of(KeyRange::key("hot"))
             })
             .await,
-        Err(StoreError::Compacted {
-            compact_revision: 40
-        })
+        Err(StoreError::Compacted { compact_revision: 40 })
     ));
     assert!(matches!(
         store.watch(KeyRange::key("hot"), 39),
@@ -573,18 +527,11 @@ async fn snapshots_restore_into_a_fresh_data_dir() {
     let target = tempfile::tempdir().unwrap();
     let db = target.path().join("db/state.db");
     assert_eq!(snapshot::restore(&file, &db).unwrap(), 21);
-    assert!(
-        snapshot::restore(&file, &db).is_err(),
-        "never over an existing store"
-    );
+    assert!(snapshot::restore(&file, &db).is_err(), "never over an existing store");
     let restored = Store::open(&db, Options::default()).unwrap();
     assert_eq!(restored.revision(), 21);
     assert_eq!(
-        restored
-            .range(Range::of(KeyRange::prefix("/s/")))
-            .await
-            .unwrap()
-            .count,
+        restored.range(Range::of(KeyRange::prefix("/s/"))).await.unwrap().count,
         20
     );
 
@@ -633,11 +580,7 @@ impl SmallDisk {
 
     fn remount(&self, mode: &str) {
         let status = std::process::Command::new("mount")
-            .args([
-                "-o",
-                &format!("remount,{mode}"),
-                self.path().to_str().unwrap(),
-            ])
+            .args(["-o", &format!("remount,{mode}"), self.path().to_str().unwrap()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -646,9 +589,7 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
     }
 }
 
@@ -670,20 +611,13 @@ async fn a_full_disk_fails_writes_cleanly_and_keeps_acknowledged_data() {
         assert!(acknowledged.len() < 100, "the disk should have filled up");
     };
     assert!(matches!(full, StoreError::NoSpace), "{full:?}");
-    assert_eq!(
-        full.to_string(),
-        "etcdserver: mvcc: database space exceeded"
-    );
+    assert_eq!(full.to_string(), "etcdserver: mvcc: database space exceeded");
     for (key, revision) in &acknowledged {
         let kv = store.get(key.clone()).await.unwrap().unwrap();
         assert_eq!((kv.mod_revision, kv.value.len()), (*revision, value.len()));
     }
     let head = store.revision();
-    assert_eq!(
-        head,
-        acknowledged.last().unwrap().1,
-        "a failed write takes no revision"
-    );
+    assert_eq!(head, acknowledged.last().unwrap().1, "a failed write takes no revision");
 
     std::fs::remove_file(disk.path().join("ballast")).unwrap();
     let after = store.put("/after", "room again").await.unwrap();
@@ -691,16 +625,10 @@ async fn a_full_disk_fails_writes_cleanly_and_keeps_acknowledged_data() {
     let store = reopen_at(store, &db).await;
     assert_eq!(store.revision(), head + 1);
     assert_eq!(
-        store
-            .range(Range::of(KeyRange::prefix("/fill/")))
-            .await
-            .unwrap()
-            .count,
+        store.range(Range::of(KeyRange::prefix("/fill/"))).await.unwrap().count,
         acknowledged.len() as i64
     );
-    tokio::task::spawn_blocking(move || store.close())
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || store.close()).await.unwrap();
 
     disk.remount("ro");
     let err = Store::open(&db, Options::default())
@@ -708,15 +636,10 @@ async fn a_full_disk_fails_writes_cleanly_and_keeps_acknowledged_data() {
         .expect("a read-only database cannot be opened for writing");
     assert!(matches!(err, StoreError::ReadOnly(_)), "{err:?}");
     disk.remount("rw");
-    assert_eq!(
-        Store::open(&db, Options::default()).unwrap().revision(),
-        head + 1
-    );
+    assert_eq!(Store::open(&db, Options::default()).unwrap().revision(), head + 1);
 }
 
 async fn reopen_at(store: Store, db: &std::path::Path) -> Store {
-    tokio::task::spawn_blocking(move || store.close())
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || store.close()).await.unwrap();
     Store::open(db, Options::default()).unwrap()
 }

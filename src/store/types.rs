@@ -53,11 +53,7 @@ impl KeyRange {
 
     /// The exclusive upper bound, `None` when unbounded.
     pub fn upper_bound(&self) -> Option<&[u8]> {
-        if self.end == [0] {
-            None
-        } else {
-            Some(&self.end)
-        }
+        if self.end == [0] { None } else { Some(&self.end) }
     }
 
     pub fn contains(&self, key: &[u8]) -> bool {
@@ -158,8 +154,7 @@ impl Range {
     /// Whether filters or a non-key sort make it necessary to read the whole
     /// range before applying the limit.
     pub(crate) fn needs_full_scan(&self) -> bool {
-        let key_order =
-            self.sort_target == SortTarget::Key && self.sort_order != SortOrder::Descend;
+        let key_order = self.sort_target == SortTarget::Key && self.sort_order != SortOrder::Descend;
         !key_order
             || self.min_mod_revision > 0
             || self.max_mod_revision > 0

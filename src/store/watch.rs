@@ -40,11 +40,7 @@ impl Watcher {
         // both in the hub and at most the head, and is skipped by revision.
         let hub = store.shared.hub.subscribe();
         let head = store.revision();
-        let next = if start_revision <= 0 {
-            head + 1
-        } else {
-            start_revision
-        };
+        let next = if start_revision <= 0 { head + 1 } else { start_revision };
         let compact = store.compact_revision();
         if next < compact {
             return Err(StoreError::Compacted {
@@ -85,9 +81,7 @@ impl Watcher {
                     let events: Vec<Event> = batch
                         .events
                         .iter()
-                        .filter(|e| {
-                            e.kv.mod_revision >= self.next && self.range.contains(&e.kv.key)
-                        })
+                        .filter(|e| e.kv.mod_revision >= self.next && self.range.contains(&e.kv.key))
                         .cloned()
                         .collect();
                     self.next = batch.revision + 1;

@@ -90,9 +90,8 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let (defrags, batch): (Vec<_>, Vec<_>) = batch
-                .into_iter()
-                .partition(|r| matches!(r, Request::Defragment(_)));
+            let (defrags, batch): (Vec<_>, Vec<_>) =
+                batch.into_iter().partition(|r| matches!(r, Request::Defragment(_)));
             if !batch.is_empty() {
                 self.commit(batch);
             }
@@ -114,10 +113,7 @@ impl Writer {
         let mut effects = Effects::default();
         let mut next = self.head + 1;
 
-        let mut tx = match self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-        {
+        let mut tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(err) => {
                 let err = StoreError::from(err);
