@@ -1,0 +1,700 @@
+//! Handlers for one object: get, create, update (and the status/finalize
+//! subresources), patch (JSON patch and merge patch), delete with finalizers and
+//! preconditions. Writes are compare-and-swap transactions on the object's key, so
+//! a stale resourceVersion is a 409 and nothing is ever overwritten blindly.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+use super::request::{Query, Target};
+use super::resources::ResourceType;
+use super::status::{Cause, Status};
+use super::{Api, json_response, table, time};
+use crate::store::{Compare, CompareOp, CompareTarget, Delete, KeyRange, KeyValue, Op, Put, StoreError, Txn};
+
+/// One request against one resource type.
+pub struct Context {
+    pub api: Arc<Api>,
+    pub rtype: ResourceType,
+    pub target: Target,
+    pub query: Query,
+    pub headers: HeaderMap,
+}
+
+pub fn store_error(err: StoreError) -> Status {
+    match err {
+        StoreError::Compacted { .. } => Status::expired(format!("too old resource version: {err}")),
+        StoreError::FutureRevision => Status::new(504, "Timeout", "Too large resource version"),
+        StoreError::TooLarge => Status::too_large(),
+        StoreError::NoSpace | StoreError::ReadOnly(_) | StoreError::Stopped => Status::unavailable(err.to_string()),
+        other => Status::internal(other),
+    }
+}
+
+/// The stored object with its resourceVersion filled in.
+pub fn object_of(kv: &KeyValue) -> Result<Value, Status> {
+    let mut object: Value =
+        serde_json::from_slice(&kv.value).map_err(|e| Status::internal(format!("stored object is not JSON: {e}")))?;
+    set_resource_version(&mut object, kv.mod_revision);
+    Ok(object)
+}
+
+pub fn set_resource_version(object: &mut Value, revision: i64) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), json!(revision.to_string()));
+    }
+}
+
+fn meta(object: &mut Value) -> &mut Map<String, Value> {
+    if !object.get("metadata").is_some_and(Value::is_object) {
+        object["metadata"] = json!({});
+    }
+    object["metadata"].as_object_mut().expect("metadata is an object")
+}
+
+/// The bytes stored for an object: everything but the derived resourceVersion.
+fn stored_bytes(object: &Value) -> Vec<u8> {
+    let mut object = object.clone();
+    meta(&mut object).remove("resourceVersion");
+    serde_json::to_vec(&object).unwrap_or_default()
+}
+
+fn mod_revision_is(key: &str, revision: i64) -> Compare {
+    Compare {
+        range: KeyRange::key(key),
+        op: CompareOp::Equal,
+        target: CompareTarget::ModRevision(revision),
+    }
+}
+
+fn put(key: &str, object: &Value) -> Op {
+    Op::Put(Put {
+        key: key.into(),
+        value: stored_bytes(object),
+        ..Default::default()
+    })
+}
+
+/// A random name suffix as kube-apiserver makes them (no vowels, no look-alikes).
+fn name_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn new_uid() -> String {
+    let b: [u8; 16] = rand::random();
+    let hex = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let version = (b[6] & 0x0f) | 0x40;
+    let variant = (b[8] & 0x3f) | 0x80;
+    format!(
+        "{}-{}-{version:02x}{}-{variant:02x}{}-{}",
+        hex(0..4),
+        hex(4..6),
+        hex(7..8),
+        hex(9..10),
+        hex(10..16)
+    )
+}
+
+/// `metadata.name` rules: DNS-1123 labels for namespaces, subdomains otherwise.
+fn name_causes(rtype: &ResourceType, name: &str) -> Vec<Cause> {
+    let invalid = |message: String| {
+        vec![Cause {
+            reason: "FieldValueInvalid".into(),
+            message,
+            field: "metadata.name".into(),
+        }]
+    };
+    let label_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    if rtype.resource == "namespaces" {
+        if !label_ok(name) {
+            return invalid(format!(
+                "Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+            ));
+        }
+    } else if name.len() > 253 || !name.split('.').all(label_ok) {
+        return invalid(format!(
+            "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        ));
+    }
+    Vec::new()
+}
+
+/// Everything of an object except metadata and status: what `generation` tracks.
+fn spec_of(object: &Value) -> Value {
+    let mut rest = object.clone();
+    if let Some(map) = rest.as_object_mut() {
+        map.remove("metadata");
+        map.remove("status");
+    }
+    rest
+}
+
+impl Context {
+    fn name(&self) -> &str {
+        self.target.name.as_deref().unwrap_or_default()
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        self.target.namespace.as_deref()
+    }
+
+    fn key(&self, name: &str) -> String {
+        self.rtype.key(self.namespace(), name)
+    }
+
+    fn not_found(&self) -> Status {
+        Status::not_found(&self.rtype.resource, &self.rtype.group, self.name())
+    }
+
+    fn stale(&self) -> Status {
+        Status::stale(&self.rtype.resource, &self.rtype.group, self.name())
+    }
+
+    /// Parses a request body (JSON or YAML) into an object.
+    fn decode(&self, body: &[u8]) -> Result<Value, Status> {
+        let content_type = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        let value: Value = match media {
+            "application/json" | "" | "*/*" => serde_json::from_slice(body)
+                .map_err(|e| Status::bad_request(format!("error decoding JSON body: {e}")))?,
+            "application/yaml" | "application/x-yaml" | "text/yaml" => {
+                let text = std::str::from_utf8(body).map_err(|_| Status::bad_request("body is not UTF-8"))?;
+                serde_saphyr::from_str(text)
+                    .map_err(|e| Status::bad_request(format!("error decoding YAML body: {e}")))?
+            }
+            _ => return Err(Status::unsupported_media_type(content_type)),
+        };
+        if !value.is_object() {
+            return Err(Status::bad_request("the body of the request must be a JSON object"));
+        }
+        Ok(value)
+    }
+
+    /// The body's apiVersion and kind, when given, must be this resource's.
+    fn check_type(&self, object: &mut Value) -> Result<(), Status> {
+        let expected = self.rtype.api_version();
+        match object.get("apiVersion").and_then(Value::as_str) {
+            Some(v) if v != expected => {
+                return Err(Status::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({expected})"
+                )));
+            }
+            Some(_) => {}
+            None => object["apiVersion"] = json!(expected),
+        }
+        match object.get("kind").and_then(Value::as_str) {
+            Some(k) if k != self.rtype.kind => Err(Status::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                self.rtype.kind
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                object["kind"] = json!(self.rtype.kind);
+                Ok(())
+            }
+        }
+    }
+
+    fn check_namespace(&self, object: &mut Value) -> Result<(), Status> {
+        let ns = self.namespace().map(str::to_string);
+        let m = meta(object);
+        if !self.rtype.namespaced {
+            m.remove("namespace");
+            return Ok(());
+        }
+        match (m.get("namespace").and_then(Value::as_str), ns.as_deref()) {
+            (Some(given), Some(url)) if given != url => Err(Status::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )),
+            (_, Some(url)) => {
+                m.insert("namespace".into(), json!(url));
+                Ok(())
+            }
+            (_, None) => Err(Status::method_not_allowed()),
+        }
+    }
+
+    /// The object now, with its revision; 404 if absent.
+    async fn current(&self) -> Result<(Value, i64), Status> {
+        let kv = self
+            .api
+            .store
+            .get(self.key(self.name()))
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| self.not_found())?;
+        Ok((object_of(&kv)?, kv.mod_revision))
+    }
+
+    /// One object, as JSON or as a Table when the client asked for one.
+    fn respond(&self, code: StatusCode, object: &Value) -> Result<Response, Status> {
+        match table::requested(&self.headers, self.query.get("includeObject"))? {
+            Some(form) => Ok(json_response(
+                code,
+                &table::render(&self.rtype, std::slice::from_ref(object), None, form),
+            )),
+            None => Ok(json_response(code, object)),
+        }
+    }
+
+    pub async fn get(&self) -> Result<Response, Status> {
+        if self.target.subresource.as_deref().is_some_and(|s| s != "status") {
+            return Err(Status::method_not_allowed());
+        }
+        let (object, _) = self.current().await?;
+        self.respond(StatusCode::OK, &object)
+    }
+
+    /// NamespaceLifecycle: objects go only into namespaces that exist and are not terminating.
+    async fn check_namespace_open(&self) -> Result<(), Status> {
+        let Some(ns) = self.namespace() else { return Ok(()) };
+        let key = format!("/registry/namespaces/{ns}");
+        let kv = self.api.store.get(key).await.map_err(store_error)?;
+        let Some(kv) = kv else {
+            return Err(Status::not_found("namespaces", "", ns));
+        };
+        let namespace = object_of(&kv)?;
+        if namespace["metadata"]["deletionTimestamp"].is_string() {
+            return Err(Status::forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn create(&self, body: Bytes) -> Result<Response, Status> {
+        if self.target.subresource.is_some() {
+            return Err(Status::method_not_allowed());
+        }
+        let mut object = self.decode(&body)?;
+        self.check_type(&mut object)?;
+        self.check_namespace(&mut object)?;
+        let m = meta(&mut object);
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            m.remove(field);
+        }
+        m.insert("uid".into(), json!(new_uid()));
+        m.insert("creationTimestamp".into(), json!(time::now_rfc3339()));
+        m.insert("generation".into(), json!(1));
+        let generate = m.get("generateName").and_then(Value::as_str).map(str::to_string);
+        let given = m.get("name").and_then(Value::as_str).map(str::to_string);
+        if self.rtype.has_status()
+            && let Some(map) = object.as_object_mut()
+        {
+            map.remove("status");
+        }
+        defaults(&self.rtype, &mut object);
+
+        let fixed_name = given.is_some();
+        if given.is_none() && generate.is_none() {
+            return Err(Status::invalid(
+                &self.rtype.kind,
+                &self.rtype.group,
+                "",
+                vec![Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value: name or generateName is required".into(),
+                    field: "metadata.name".into(),
+                }],
+            ));
+        }
+        self.check_namespace_open().await?;
+        // A generated name may collide; try a few.
+        for _ in 0..8 {
+            let name = match (&given, &generate) {
+                (Some(name), _) => name.clone(),
+                (None, Some(prefix)) => format!("{prefix}{}", name_suffix()),
+                (None, None) => unreachable!("checked above"),
+            };
+            let causes = name_causes(&self.rtype, &name);
+            if !causes.is_empty() {
+                return Err(Status::invalid(&self.rtype.kind, &self.rtype.group, &name, causes));
+            }
+            meta(&mut object).insert("name".into(), json!(name));
+            if self.query.dry_run()? {
+                return self.respond(StatusCode::CREATED, &object);
+            }
+            let key = self.key(&name);
+            let result = self
+                .api
+                .store
+                .txn(Txn {
+                    compare: vec![mod_revision_is(&key, 0)],
+                    success: vec![put(&key, &object)],
+                    failure: vec![],
+                })
+                .await
+                .map_err(store_error)?;
+            if result.succeeded {
+                set_resource_version(&mut object, result.revision);
+                return self.respond(StatusCode::CREATED, &object);
+            }
+            if fixed_name {
+                return Err(Status::already_exists(&self.rtype.resource, &self.rtype.group, &name));
+            }
+        }
+        let mut status = Status::already_exists(&self.rtype.resource, &self.rtype.group, "");
+        status.message = format!(
+            "{} \"{}\" already exists, the server was not able to generate a unique name for the object",
+            super::status::qualified(&self.rtype.resource, &self.rtype.group),
+            generate.unwrap_or_default()
+        );
+        status.details.retry_after_seconds = 1;
+        Err(status)
+    }
+
+    /// The object an update leads to: the incoming object for the main resource
+    /// (with status and server-owned metadata kept), or only the subresource's part.
+    fn updated(&self, current: &Value, incoming: Value) -> Value {
+        match self.target.subresource.as_deref() {
+            Some("status") => {
+                let mut next = current.clone();
+                next["status"] = incoming.get("status").cloned().unwrap_or(json!({}));
+                next
+            }
+            Some("finalize") => {
+                let mut next = current.clone();
+                next["spec"]["finalizers"] = incoming["spec"]["finalizers"].clone();
+                next
+            }
+            _ => {
+                let mut next = incoming;
+                if self.rtype.has_status() {
+                    match current.get("status") {
+                        Some(status) => next["status"] = status.clone(),
+                        None => {
+                            if let Some(map) = next.as_object_mut() {
+                                map.remove("status");
+                            }
+                        }
+                    }
+                }
+                let old = &current["metadata"];
+                let m = meta(&mut next);
+                for field in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "name",
+                ] {
+                    match old.get(field) {
+                        Some(v) => m.insert(field.into(), v.clone()),
+                        None => m.remove(field),
+                    };
+                }
+                let generation = old["generation"].as_i64().unwrap_or(1);
+                let generation = if spec_of(current) != spec_of(&next) {
+                    generation + 1
+                } else {
+                    generation
+                };
+                meta(&mut next).insert("generation".into(), json!(generation));
+                next
+            }
+        }
+    }
+
+    /// Writes `next` over the object at `revision`; 409 if it changed meanwhile.
+    /// An object being deleted whose finalizers are all gone is deleted instead.
+    async fn write(&self, current: &Value, revision: i64, mut next: Value) -> Result<Response, Status> {
+        set_resource_version(&mut next, revision);
+        if next == *current {
+            return self.respond(StatusCode::OK, current);
+        }
+        if self.query.dry_run()? {
+            return self.respond(StatusCode::OK, &next);
+        }
+        let key = self.key(self.name());
+        let finished = next["metadata"]["deletionTimestamp"].is_string() && finalizers(&next).is_empty();
+        let op = if finished {
+            Op::Delete(Delete {
+                range: KeyRange::key(key.clone()),
+                prev_kv: false,
+            })
+        } else {
+            put(&key, &next)
+        };
+        let result = self
+            .api
+            .store
+            .txn(Txn {
+                compare: vec![mod_revision_is(&key, revision)],
+                success: vec![op],
+                failure: vec![],
+            })
+            .await
+            .map_err(store_error)?;
+        if !result.succeeded {
+            return Err(self.stale());
+        }
+        set_resource_version(&mut next, result.revision);
+        self.respond(StatusCode::OK, &next)
+    }
+
+    pub async fn update(&self, body: Bytes) -> Result<Response, Status> {
+        let mut incoming = self.decode(&body)?;
+        self.check_type(&mut incoming)?;
+        self.check_namespace(&mut incoming)?;
+        match incoming["metadata"]["name"].as_str() {
+            Some(n) if n == self.name() => {}
+            Some(n) => {
+                return Err(Status::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({})",
+                    self.name()
+                )));
+            }
+            None => {
+                meta(&mut incoming).insert("name".into(), json!(self.name()));
+            }
+        }
+        let (current, revision) = self.current().await?;
+        if let Some(rv) = incoming["metadata"]["resourceVersion"].as_str()
+            && rv != revision.to_string()
+        {
+            return Err(self.stale());
+        }
+        let next = self.updated(&current, incoming);
+        self.write(&current, revision, next).await
+    }
+
+    pub async fn patch(&self, body: Bytes) -> Result<Response, Status> {
+        let content_type = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let media = content_type.split(';').next().unwrap_or("").trim().to_string();
+        let patch: Value =
+            serde_json::from_slice(&body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+        // Retry a patch that raced another writer, as kube-apiserver does, unless
+        // the patch itself pins a resourceVersion.
+        for _ in 0..5 {
+            let (current, revision) = self.current().await?;
+            let mut patched = current.clone();
+            match media.as_str() {
+                "application/merge-patch+json" => json_patch::merge(&mut patched, &patch),
+                "application/json-patch+json" => {
+                    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                        .map_err(|e| Status::bad_request(format!("invalid JSON patch: {e}")))?;
+                    json_patch::patch(&mut patched, &ops).map_err(|e| {
+                        Status::invalid(
+                            &self.rtype.kind,
+                            &self.rtype.group,
+                            self.name(),
+                            vec![Cause {
+                                reason: "FieldValueInvalid".into(),
+                                message: e.to_string(),
+                                field: String::new(),
+                            }],
+                        )
+                    })?;
+                }
+                _ => return Err(Status::unsupported_media_type(&content_type)),
+            }
+            let pinned = patched["metadata"]["resourceVersion"].as_str().map(str::to_string);
+            if let Some(rv) = &pinned
+                && *rv != revision.to_string()
+            {
+                return Err(self.stale());
+            }
+            if patched["metadata"]["name"].as_str() != Some(self.name()) {
+                return Err(Status::bad_request("metadata.name cannot be changed by a patch"));
+            }
+            self.check_type(&mut patched)?;
+            let next = self.updated(&current, patched);
+            match self.write(&current, revision, next).await {
+                Err(status) if status.reason == "Conflict" && pinned.is_none() => continue,
+                other => return other,
+            }
+        }
+        Err(self.stale())
+    }
+
+    pub async fn delete(&self, body: Bytes) -> Result<Response, Status> {
+        if self.target.subresource.is_some() {
+            return Err(Status::method_not_allowed());
+        }
+        let options: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(&body).map_err(|e| Status::bad_request(format!("invalid DeleteOptions: {e}")))?
+        };
+        for _ in 0..5 {
+            let (current, revision) = self.current().await?;
+            let pre = &options["preconditions"];
+            if let Some(uid) = pre["uid"].as_str() {
+                let actual = current["metadata"]["uid"].as_str().unwrap_or_default();
+                if uid != actual {
+                    return Err(Status::conflict(
+                        &self.rtype.resource,
+                        &self.rtype.group,
+                        self.name(),
+                        &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                    ));
+                }
+            }
+            if let Some(rv) = pre["resourceVersion"].as_str()
+                && rv != revision.to_string()
+            {
+                return Err(Status::conflict(
+                    &self.rtype.resource,
+                    &self.rtype.group,
+                    self.name(),
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}"
+                    ),
+                ));
+            }
+            let result = if !finalizers(&current).is_empty() || self.rtype.resource == "namespaces" {
+                // Mark for deletion; whoever owns the finalizers finishes it.
+                if current["metadata"]["deletionTimestamp"].is_string() {
+                    return self.respond(StatusCode::OK, &current);
+                }
+                let mut next = current.clone();
+                let m = meta(&mut next);
+                m.insert("deletionTimestamp".into(), json!(time::now_rfc3339()));
+                m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                if self.rtype.resource == "namespaces" {
+                    next["status"]["phase"] = json!("Terminating");
+                }
+                let response = self.write(&current, revision, next).await;
+                if response.is_ok() && self.rtype.resource == "namespaces" && !self.query.dry_run()? {
+                    let api = self.api.clone();
+                    let name = self.name().to_string();
+                    tokio::spawn(async move { drain_namespace(api, name).await });
+                }
+                response
+            } else if self.query.dry_run()? {
+                self.respond(StatusCode::OK, &current)
+            } else {
+                let key = self.key(self.name());
+                let result = self
+                    .api
+                    .store
+                    .txn(Txn {
+                        compare: vec![mod_revision_is(&key, revision)],
+                        success: vec![Op::Delete(Delete {
+                            range: KeyRange::key(key.clone()),
+                            prev_kv: false,
+                        })],
+                        failure: vec![],
+                    })
+                    .await
+                    .map_err(store_error)?;
+                if result.succeeded {
+                    self.respond(StatusCode::OK, &current)
+                } else {
+                    Err(self.stale())
+                }
+            };
+            match result {
+                Err(status) if status.reason == "Conflict" && pre.is_null() => continue,
+                other => return other,
+            }
+        }
+        Err(self.stale())
+    }
+
+    pub async fn delete_collection(&self) -> Result<Response, Status> {
+        let items = super::list::matching(self).await?;
+        let mut deleted = Vec::new();
+        for item in items {
+            let name = item["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let one = Context {
+                api: self.api.clone(),
+                rtype: self.rtype.clone(),
+                target: Target {
+                    name: Some(name),
+                    namespace: item["metadata"]["namespace"].as_str().map(str::to_string),
+                    ..self.target.clone()
+                },
+                query: self.query.clone(),
+                headers: HeaderMap::new(),
+            };
+            match one.delete(Bytes::new()).await {
+                Ok(_) => deleted.push(item),
+                Err(status) if status.code == 404 => {}
+                Err(status) => return Err(status),
+            }
+        }
+        let list = json!({
+            "kind": format!("{}List", self.rtype.kind),
+            "apiVersion": self.rtype.api_version(),
+            "metadata": {"resourceVersion": self.api.store.revision().to_string()},
+            "items": deleted,
+        });
+        Ok(json_response(StatusCode::OK, &list))
+    }
+}
+
+fn finalizers(object: &Value) -> Vec<String> {
+    let mut all: Vec<String> = object["metadata"]["finalizers"]
+        .as_array()
+        .map(|f| f.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    if object["kind"] == "Namespace"
+        && let Some(spec) = object["spec"]["finalizers"].as_array()
+    {
+        all.extend(spec.iter().filter_map(|x| x.as_str().map(str::to_string)));
+    }
+    all
+}
+
+/// Server-side defaults for a new object.
+fn defaults(rtype: &ResourceType, object: &mut Value) {
+    if rtype.resource == "namespaces" {
+        if !object["spec"]["finalizers"].is_array() {
+            object["spec"]["finalizers"] = json!(["kubernetes"]);
+        }
+        object["status"] = json!({"phase": "Active"});
+        let name = object["metadata"]["name"].clone();
+        if name.is_string() {
+            object["metadata"]["labels"]["kubernetes.io/metadata.name"] = name;
+        }
+    }
+}
+
+/// Deletes everything in a terminating namespace, then the namespace itself.
+/// (A stand-in for the namespace controller, which will own this.)
+async fn drain_namespace(api: Arc<Api>, namespace: String) {
+    let prefixes: Vec<String> = api
+        .registry()
+        .all()
+        .filter(|t| t.namespaced)
+        .map(|t| t.namespace_prefix(Some(&namespace)))
+        .collect();
+    for prefix in prefixes {
+        if let Err(err) = api.store.delete(KeyRange::prefix(prefix.clone())).await {
+            tracing::warn!(%namespace, %err, "draining namespace failed");
+            return;
+        }
+    }
+    let key = format!("/registry/namespaces/{namespace}");
+    if let Err(err) = api.store.delete(KeyRange::key(key)).await {
+        tracing::warn!(%namespace, %err, "deleting drained namespace failed");
+    }
+}

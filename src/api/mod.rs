@@ -1,0 +1,188 @@
+//! The Kubernetes API server: one generic request path for every resource type in
+//! the registry. `dispatch` reads what a request is about (`request`), and hands it
+//! to the object handlers (`handlers`), the list/watch handlers (`list`) or the
+//! discovery documents (`discovery`). Objects are stored as JSON in the store under
+//! kube-apiserver's `/registry/...` keys; an object's resourceVersion is its key's
+//! store revision. Every failure is a `Status`.
+
+pub mod discovery;
+mod handlers;
+mod list;
+pub mod request;
+pub mod resources;
+pub mod selectors;
+pub mod status;
+mod table;
+pub mod time;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::Value;
+use std::sync::{Arc, RwLock};
+
+use crate::store::Store;
+use request::{Query, Target};
+use resources::{Registry, ResourceType};
+use status::Status;
+
+/// Largest request body accepted (kube-apiserver's limit).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The API server's state, shared by all requests.
+pub struct Api {
+    pub store: Store,
+    pub registry: RwLock<Registry>,
+    /// `host:port` clients reach us on, for `/api`'s serverAddressByClientCIDRs.
+    pub server_address: String,
+}
+
+impl Api {
+    pub fn new(store: Store, server_address: String) -> Arc<Api> {
+        Arc::new(Api {
+            store,
+            registry: RwLock::new(Registry::builtin()),
+            server_address,
+        })
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn resource_type(&self, target: &Target) -> Result<ResourceType, Status> {
+        let resource = target.resource.as_deref().unwrap_or_default();
+        self.registry()
+            .get(&target.group, &target.version, resource)
+            .cloned()
+            .ok_or_else(Status::no_route)
+    }
+}
+
+/// Creates what every cluster has from its first start: the system namespaces.
+pub async fn bootstrap(api: &Arc<Api>) -> Result<(), Status> {
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let target = Target {
+            version: "v1".into(),
+            resource: Some("namespaces".into()),
+            ..Default::default()
+        };
+        let ctx = handlers::Context {
+            api: api.clone(),
+            rtype: api.resource_type(&target)?,
+            target,
+            query: Query::default(),
+            headers: Default::default(),
+        };
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match ctx.create(Bytes::from(body.to_string())).await {
+            Ok(_) => tracing::info!(namespace = name, "created"),
+            Err(status) if status.reason == "AlreadyExists" => {}
+            Err(status) => return Err(status),
+        }
+    }
+    Ok(())
+}
+
+/// The routes of the API: health, version, discovery and every resource path.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/livez", get(health))
+        .route("/readyz", get(health))
+        .route(
+            "/version",
+            get(|| async { json_response(StatusCode::OK, &discovery::version()) }),
+        )
+        .fallback(dispatch)
+        .with_state(api)
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+pub fn json_response(code: StatusCode, value: &Value) -> Response {
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn dispatch(State(api): State<Arc<Api>>, request: Request) -> Response {
+    match route(&api, request).await {
+        Ok(response) => response,
+        Err(status) => status.into_response(),
+    }
+}
+
+async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = Query::parse(parts.uri.query());
+    let method = parts.method.clone();
+    let headers = parts.headers;
+
+    if method == Method::GET
+        && let Some(doc) = discovery_document(api, &path)
+    {
+        return Ok(json_response(StatusCode::OK, &doc));
+    }
+    let target = request::parse_path(&path).ok_or_else(Status::no_route)?;
+    if target.resource.is_none() {
+        return Err(Status::no_route());
+    }
+    let rtype = api.resource_type(&target)?;
+    if target.namespace.is_some() && !rtype.namespaced {
+        return Err(Status::no_route());
+    }
+    if let Some(sub) = &target.subresource {
+        let served = sub == "status" && rtype.has_status() || sub == "finalize" && rtype.resource == "namespaces";
+        if !served {
+            return Err(Status::no_route());
+        }
+    }
+    let ctx = handlers::Context {
+        api: api.clone(),
+        rtype,
+        target,
+        query,
+        headers,
+    };
+    let read_body = || async { read_body(body).await };
+    match (method, ctx.target.name.is_some()) {
+        (Method::GET, true) => ctx.get().await,
+        (Method::GET, false) if ctx.query.flag("watch")? => list::watch(ctx).await,
+        (Method::GET, false) => list::list(&ctx).await,
+        (Method::POST, false) => ctx.create(read_body().await?).await,
+        (Method::PUT, true) => ctx.update(read_body().await?).await,
+        (Method::PATCH, true) => ctx.patch(read_body().await?).await,
+        (Method::DELETE, true) => ctx.delete(read_body().await?).await,
+        (Method::DELETE, false) => ctx.delete_collection().await,
+        _ => Err(Status::method_not_allowed()),
+    }
+}
+
+fn discovery_document(api: &Api, path: &str) -> Option<Value> {
+    let registry = api.registry();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["api"] => Some(discovery::api_versions(&api.server_address)),
+        ["apis"] => Some(discovery::api_group_list(&registry)),
+        ["api", version] => discovery::api_resource_list(&registry, "", version),
+        ["apis", group] => discovery::api_group(&registry, group),
+        ["apis", group, version] => discovery::api_resource_list(&registry, group, version),
+        _ => None,
+    }
+}
+
+async fn read_body(body: Body) -> Result<Bytes, Status> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| Status::too_large())
+}
+
+#[cfg(test)]
+mod tests;

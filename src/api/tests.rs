@@ -1,0 +1,421 @@
+//! The API server in-process (router as a tower service over a real store).
+
+use super::*;
+use axum::http::Request as HttpRequest;
+use serde_json::json;
+use tower::ServiceExt;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    app: Router,
+    store: Store,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db"), crate::store::Options::default()).unwrap();
+    let api = Api::new(store.clone(), "127.0.0.1:6443".into());
+    bootstrap(&api).await.unwrap();
+    Harness {
+        _dir: dir,
+        app: router(api),
+        store,
+    }
+}
+
+impl Harness {
+    async fn call(&self, method: &str, uri: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut request = HttpRequest::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let body = match body {
+            Some(v) => {
+                if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                    request = request.header("content-type", "application/json");
+                }
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self.app.clone().oneshot(request.body(body).unwrap()).await.unwrap();
+        let code = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (code, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    async fn json(&self, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
+        let (code, text) = self.call(method, uri, body, &[]).await;
+        (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+fn configmap(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})
+}
+
+#[tokio::test]
+async fn discovery_and_version() {
+    let h = harness().await;
+    let (code, v) = h.json("GET", "/version", None).await;
+    assert_eq!((code, v["major"].as_str()), (200, Some("1")));
+    let (_, core) = h.json("GET", "/api", None).await;
+    assert_eq!(core["versions"], json!(["v1"]));
+    let (_, apps) = h.json("GET", "/apis/apps/v1", None).await;
+    assert!(
+        apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "deployments")
+    );
+    let (code, body) = h.call("GET", "/apis/nope/v1/things", None, &[]).await;
+    assert_eq!(code, 404);
+    assert_eq!(
+        body,
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"the server could not find the requested resource\",\"reason\":\"NotFound\",\"code\":404}\n"
+    );
+}
+
+#[tokio::test]
+async fn create_get_update_conflict_delete() {
+    let h = harness().await;
+    let (code, created) = h
+        .json(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(configmap("a", json!({}))),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    assert_eq!(rv, h.store.revision().to_string());
+    assert_eq!(created["metadata"]["uid"].as_str().unwrap().len(), 36);
+
+    let (code, again) = h
+        .json(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(configmap("a", json!({}))),
+        )
+        .await;
+    assert_eq!((code, again["reason"].as_str()), (409, Some("AlreadyExists")));
+
+    let mut changed = created.clone();
+    changed["data"]["k"] = json!("v2");
+    let (code, updated) = h
+        .json("PUT", "/api/v1/namespaces/default/configmaps/a", Some(changed.clone()))
+        .await;
+    assert_eq!(code, 200, "{updated}");
+    assert_ne!(updated["metadata"]["resourceVersion"].as_str().unwrap(), rv);
+    let (code, stale) = h
+        .json("PUT", "/api/v1/namespaces/default/configmaps/a", Some(changed))
+        .await;
+    assert_eq!((code, stale["reason"].as_str()), (409, Some("Conflict")));
+
+    let (code, got) = h.json("GET", "/api/v1/namespaces/default/configmaps/a", None).await;
+    assert_eq!((code, got["data"]["k"].as_str()), (200, Some("v2")));
+    let (code, _) = h.json("DELETE", "/api/v1/namespaces/default/configmaps/a", None).await;
+    assert_eq!(code, 200);
+    let (code, missing) = h.json("GET", "/api/v1/namespaces/default/configmaps/a", None).await;
+    assert_eq!(
+        (code, missing["message"].as_str()),
+        (404, Some("configmaps \"a\" not found"))
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_status_errors() {
+    let h = harness().await;
+    let (code, v) = h
+        .json(
+            "POST",
+            "/api/v1/namespaces/nowhere/configmaps",
+            Some(configmap("a", json!({}))),
+        )
+        .await;
+    assert_eq!(
+        (code, v["message"].as_str()),
+        (404, Some("namespaces \"nowhere\" not found"))
+    );
+    let (code, v) = h
+        .json(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(configmap("Bad_Name", json!({}))),
+        )
+        .await;
+    assert_eq!((code, v["reason"].as_str()), (422, Some("Invalid")));
+    let (code, _) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            None,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(code, 400);
+    let (code, _) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(json!({})),
+            &[("content-type", "application/vnd.kubernetes.protobuf")],
+        )
+        .await;
+    assert_eq!(code, 415);
+    let big = json!({"metadata": {"name": "big"}, "data": {"k": "x".repeat(4 * 1024 * 1024)}});
+    let (code, _) = h.json("POST", "/api/v1/namespaces/default/configmaps", Some(big)).await;
+    assert_eq!(code, 413);
+    let (code, v) = h
+        .json(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(json!({"kind": "Pod", "metadata": {"name": "x"}})),
+        )
+        .await;
+    assert_eq!((code, v["reason"].as_str()), (400, Some("BadRequest")));
+    let (code, _) = h
+        .json("PUT", "/api/v1/namespaces/default/configmaps", Some(json!({})))
+        .await;
+    assert_eq!(code, 405);
+}
+
+#[tokio::test]
+async fn list_with_selectors_and_pages() {
+    let h = harness().await;
+    for i in 0..7 {
+        let tier = if i % 2 == 0 { "even" } else { "odd" };
+        let (code, _) = h
+            .json(
+                "POST",
+                "/api/v1/namespaces/default/configmaps",
+                Some(configmap(&format!("cm{i}"), json!({"tier": tier}))),
+            )
+            .await;
+        assert_eq!(code, 201);
+    }
+    let (_, even) = h
+        .json(
+            "GET",
+            "/api/v1/namespaces/default/configmaps?labelSelector=tier%3Deven",
+            None,
+        )
+        .await;
+    assert_eq!(even["items"].as_array().unwrap().len(), 4);
+    let (_, named) = h
+        .json("GET", "/api/v1/configmaps?fieldSelector=metadata.name%3Dcm3", None)
+        .await;
+    assert_eq!(named["items"].as_array().unwrap().len(), 1);
+
+    let mut names = Vec::new();
+    let mut uri = "/api/v1/namespaces/default/configmaps?limit=3".to_string();
+    let mut pages = 0;
+    let mut revisions = Vec::new();
+    loop {
+        let (code, page) = h.json("GET", &uri, None).await;
+        assert_eq!(code, 200, "{page}");
+        pages += 1;
+        revisions.push(page["metadata"]["resourceVersion"].clone());
+        for item in page["items"].as_array().unwrap() {
+            names.push(item["metadata"]["name"].as_str().unwrap().to_string());
+        }
+        // A write between pages does not change what the pages show.
+        h.json(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(configmap(&format!("late{pages}"), json!({}))),
+        )
+        .await;
+        match page["metadata"]["continue"].as_str() {
+            Some(token) => uri = format!("/api/v1/namespaces/default/configmaps?limit=3&continue={token}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, (0..7).map(|i| format!("cm{i}")).collect::<Vec<_>>());
+    assert!(revisions.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[tokio::test]
+async fn watch_replays_from_a_resource_version_and_ends_at_timeout() {
+    let h = harness().await;
+    let (_, list) = h.json("GET", "/api/v1/namespaces/default/configmaps", None).await;
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    h.json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(configmap("w", json!({}))),
+    )
+    .await;
+    let (_, mut cm) = h.json("GET", "/api/v1/namespaces/default/configmaps/w", None).await;
+    cm["data"]["k"] = json!("changed");
+    h.json("PUT", "/api/v1/namespaces/default/configmaps/w", Some(cm)).await;
+    h.json("DELETE", "/api/v1/namespaces/default/configmaps/w", None).await;
+
+    let (code, body) = h
+        .call(
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(code, 200);
+    let events: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ADDED", "MODIFIED", "DELETED"]);
+    assert!(body.ends_with('\n'));
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_version_is_an_expired_error_event() {
+    let h = harness().await;
+    for i in 0..3 {
+        h.json(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(configmap(&format!("c{i}"), json!({}))),
+        )
+        .await;
+    }
+    h.store.compact(h.store.revision(), false).await.unwrap();
+    let (code, body) = h
+        .call(
+            "GET",
+            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=2",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(code, 200);
+    let event: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+    assert_eq!(event["type"], "ERROR");
+    assert_eq!(
+        (event["object"]["code"].as_i64(), event["object"]["reason"].as_str()),
+        (Some(410), Some("Expired"))
+    );
+}
+
+#[tokio::test]
+async fn patches_merge_and_json() {
+    let h = harness().await;
+    h.json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(configmap("p", json!({"a": "1"}))),
+    )
+    .await;
+    let (code, merged) = h
+        .call(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/p",
+            Some(json!({"metadata": {"labels": {"a": null, "b": "2"}}, "data": {"x": "y"}})),
+            &[("content-type", "application/merge-patch+json")],
+        )
+        .await;
+    assert_eq!(code, 200, "{merged}");
+    let merged: Value = serde_json::from_str(&merged).unwrap();
+    assert_eq!(merged["metadata"]["labels"], json!({"b": "2"}));
+    assert_eq!(merged["data"], json!({"k": "v", "x": "y"}));
+    let (code, patched) = h
+        .call(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/p",
+            Some(json!([{"op": "replace", "path": "/data/k", "value": "w"}])),
+            &[("content-type", "application/json-patch+json")],
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(serde_json::from_str::<Value>(&patched).unwrap()["data"]["k"], "w");
+    let (code, _) = h
+        .call(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/p",
+            Some(json!([{"op": "test", "path": "/data/k", "value": "nope"}])),
+            &[("content-type", "application/json-patch+json")],
+        )
+        .await;
+    assert_eq!(code, 422);
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let h = harness().await;
+    let mut cm = configmap("f", json!({}));
+    cm["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    h.json("POST", "/api/v1/namespaces/default/configmaps", Some(cm)).await;
+    let (code, held) = h.json("DELETE", "/api/v1/namespaces/default/configmaps/f", None).await;
+    assert_eq!(code, 200);
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    let (code, _) = h.json("GET", "/api/v1/namespaces/default/configmaps/f", None).await;
+    assert_eq!(code, 200, "still there while a finalizer remains");
+    let (code, _) = h
+        .call(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/f",
+            Some(json!({"metadata": {"finalizers": null}})),
+            &[("content-type", "application/merge-patch+json")],
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, _) = h.json("GET", "/api/v1/namespaces/default/configmaps/f", None).await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test]
+async fn namespaces_terminate_and_take_their_objects_along() {
+    let h = harness().await;
+    let (code, ns) = h
+        .json(
+            "POST",
+            "/api/v1/namespaces",
+            Some(json!({"metadata": {"name": "temp"}})),
+        )
+        .await;
+    assert_eq!((code, ns["status"]["phase"].as_str()), (201, Some("Active")));
+    h.json(
+        "POST",
+        "/api/v1/namespaces/temp/configmaps",
+        Some(configmap("x", json!({}))),
+    )
+    .await;
+    let (code, ns) = h.json("DELETE", "/api/v1/namespaces/temp", None).await;
+    assert_eq!((code, ns["status"]["phase"].as_str()), (200, Some("Terminating")));
+    for _ in 0..50 {
+        if h.json("GET", "/api/v1/namespaces/temp", None).await.0 == 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.json("GET", "/api/v1/namespaces/temp", None).await.0, 404);
+    assert_eq!(h.json("GET", "/api/v1/namespaces/temp/configmaps/x", None).await.0, 404);
+}
+
+#[tokio::test]
+async fn tables_for_kubectl() {
+    let h = harness().await;
+    let (code, body) = h
+        .call(
+            "GET",
+            "/api/v1/namespaces",
+            None,
+            &[(
+                "accept",
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+            )],
+        )
+        .await;
+    assert_eq!(code, 200);
+    let table: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(table["kind"], "Table");
+    let names: Vec<&str> = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cells"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "kube-node-lease", "kube-public", "kube-system"]);
+    assert_eq!(table["rows"][0]["cells"][1], "Active");
+    assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+}
