@@ -96,7 +96,8 @@ pub async fn serve(store: Store, listener: TcpListener, shutdown: CancellationTo
         .add_service(pb::cluster_server::ClusterServer::new(endpoint.clone()))
         .add_service(pb::maintenance_server::MaintenanceServer::new(endpoint))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // Responses are small and latency-bound: never wait for Nagle.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.cancelled_owned(),
         )
         .await?;

@@ -115,7 +115,12 @@ pub fn set_meta(conn: &Connection, name: &str, value: i64) -> Result<()> {
     Ok(())
 }
 
-const KV_COLUMNS: &str = "kv.key, kv.value, kv.create_revision, kv.id, kv.version, kv.lease";
+macro_rules! kv_columns {
+    () => {
+        "kv.key, kv.value, kv.create_revision, kv.id, kv.version, kv.lease"
+    };
+}
+const KV_COLUMNS: &str = kv_columns!();
 const KEY_COLUMNS: &str = "kv.key, x'', kv.create_revision, kv.id, kv.version, kv.lease";
 
 fn kv_from_row(row: &Row, at: usize) -> rusqlite::Result<KeyValue> {
@@ -131,8 +136,11 @@ fn kv_from_row(row: &Row, at: usize) -> rusqlite::Result<KeyValue> {
 
 /// The live value of a key at the newest revision, with its row id.
 pub fn get_live(conn: &Connection, key: &[u8]) -> Result<Option<(i64, KeyValue)>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {KV_COLUMNS} FROM live JOIN kv ON kv.id = live.id WHERE live.key = ?1"
+    // On every write's path: a literal, so the statement cache needs no allocation.
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        kv_columns!(),
+        " FROM live JOIN kv ON kv.id = live.id WHERE live.key = ?1"
     ))?;
     let row = stmt
         .query_row([key], |r| Ok((r.get::<_, i64>(3)?, kv_from_row(r, 0)?)))

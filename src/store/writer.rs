@@ -113,7 +113,7 @@ impl Writer {
         let mut effects = Effects::default();
         let mut next = self.head + 1;
 
-        let mut tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(err) => {
                 let err = StoreError::from(err);
@@ -125,16 +125,12 @@ impl Writer {
         };
         let mut fatal = None;
         for request in batch {
-            let mut savepoint = match tx.savepoint() {
-                Ok(sp) => sp,
-                Err(err) => {
-                    let err = StoreError::from(err);
-                    fail(request, &err);
-                    fatal = Some(err);
-                    continue;
-                }
-            };
-            let mut apply = Apply::new(&savepoint, next, self.compact);
+            if let Err(err) = run_cached(&tx, "SAVEPOINT request") {
+                fail(request, &err);
+                fatal = Some(err);
+                continue;
+            }
+            let mut apply = Apply::new(&tx, next, self.compact);
             let outcome = match request {
                 Request::Txn(txn, reply) => {
                     let result = apply.txn(&txn.compare, &txn.success, &txn.failure);
@@ -163,7 +159,7 @@ impl Writer {
                             compact_revision: current,
                         })
                     } else {
-                        sqlite::set_meta(&savepoint, "compact_revision", revision).map(|()| {
+                        sqlite::set_meta(&tx, "compact_revision", revision).map(|()| {
                             effects.compact = Some(revision);
                             next - 1
                         })
@@ -171,7 +167,7 @@ impl Writer {
                     Done::Revision(reply, result)
                 }
                 Request::CompactStep { revisions, reply } => {
-                    let result = compact_step(&savepoint, revisions);
+                    let result = compact_step(&tx, revisions);
                     if let Ok(through) = result {
                         effects.compacted_through = Some(through);
                     }
@@ -191,13 +187,15 @@ impl Writer {
                 if changed {
                     next += 1;
                 }
-                if let Err(err) = savepoint.commit() {
-                    fatal = Some(StoreError::from(err));
+                if let Err(err) = run_cached(&tx, "RELEASE request") {
+                    fatal = Some(err);
                 }
             } else {
                 drop(apply);
-                if let Err(err) = savepoint.rollback() {
-                    fatal = Some(StoreError::from(err));
+                if let Err(err) =
+                    run_cached(&tx, "ROLLBACK TO request").and_then(|()| run_cached(&tx, "RELEASE request"))
+                {
+                    fatal = Some(err);
                 }
             }
             done.push(outcome);
@@ -278,6 +276,12 @@ fn compact_step(conn: &Connection, revisions: i64) -> Result<i64> {
         .execute([lo, hi])?;
     sqlite::set_meta(conn, "compacted_through", upto)?;
     Ok(upto)
+}
+
+/// Runs a statement kept prepared (savepoints are on every request's path).
+fn run_cached(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// The same error again, for every request of a batch that failed to commit.
