@@ -4,5 +4,6 @@
 pub mod api;
 pub mod config;
 pub mod etcd;
+pub mod pki;
 pub mod server;
 pub mod store;

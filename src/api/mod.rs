@@ -5,6 +5,7 @@
 //! kube-apiserver's `/registry/...` keys; an object's resourceVersion is its key's
 //! store revision. Every failure is a `Status`.
 
+pub mod auth;
 pub mod discovery;
 mod handlers;
 mod list;
@@ -14,6 +15,7 @@ pub mod selectors;
 pub mod status;
 mod table;
 pub mod time;
+pub mod tls;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
