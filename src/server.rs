@@ -1,17 +1,20 @@
-//! `kube server`: wires the control plane. For now that is the store and its etcd
-//! endpoint; it owns the data dir (one server per data dir, enforced with a lock)
-//! and shuts everything down in order on SIGTERM/SIGINT.
+//! `kube server`: wires the control plane: the store, its etcd endpoint and the
+//! Kubernetes API over HTTPS with the cluster PKI. It owns the data dir (one server
+//! per data dir, enforced with a lock), writes the admin kubeconfig, and shuts
+//! everything down in order on SIGTERM/SIGINT.
 
 use anyhow::{Context, bail};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::etcd;
+use crate::api::{self, auth};
 use crate::store::{self, Store};
+use crate::{etcd, pki};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -28,6 +31,50 @@ pub struct ServerArgs {
     /// `normal` only survives a crash of the process.
     #[arg(long, env = "KUBE_DATASTORE_SYNC", value_enum, default_value_t = store::Sync::Full)]
     pub datastore_sync: store::Sync,
+    /// Port of the Kubernetes API (HTTPS).
+    #[arg(long, env = "KUBE_HTTPS_LISTEN_PORT", default_value_t = 6443)]
+    pub https_listen_port: u16,
+    /// Address the Kubernetes API listens on.
+    #[arg(long, env = "KUBE_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Extra host names or IPs for the API serving certificate (repeatable).
+    #[arg(long = "tls-san", env = "KUBE_TLS_SAN", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+    /// Where to write the admin kubeconfig.
+    #[arg(long, env = "KUBE_WRITE_KUBECONFIG", default_value = "/etc/kube/kube.yaml")]
+    pub write_kubeconfig: PathBuf,
+    /// File mode of the admin kubeconfig, in octal.
+    #[arg(long, env = "KUBE_WRITE_KUBECONFIG_MODE", default_value = "0600", value_parser = parse_mode)]
+    pub write_kubeconfig_mode: u32,
+    /// Static bearer tokens, one `token,user,uid,"group1,group2"` per line.
+    #[arg(long, env = "KUBE_TOKEN_AUTH_FILE")]
+    pub token_auth_file: Option<PathBuf>,
+    /// IPv4 range of Service cluster IPs; its first address is the `kubernetes` Service.
+    #[arg(long, env = "KUBE_SERVICE_CIDR", default_value = "10.43.0.0/16", value_parser = parse_cidr)]
+    pub service_cidr: (Ipv4Addr, u8),
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal file mode like 0600"))
+}
+
+fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let bad = || format!("{s:?} is not an IPv4 CIDR like 10.43.0.0/16");
+    let (ip, bits) = s.split_once('/').ok_or_else(bad)?;
+    let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
+    let bits: u8 = bits.parse().ok().filter(|b| (8..=30).contains(b)).ok_or_else(bad)?;
+    let mask = u32::MAX << (32 - bits);
+    Ok((Ipv4Addr::from(u32::from(ip) & mask), bits))
+}
+
+impl ServerArgs {
+    /// The `kubernetes` Service's cluster IP: the first address of the range.
+    fn api_service_ip(&self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(u32::from(self.service_cidr.0) + 1))
+    }
 }
 
 /// The store's database inside a data dir.
@@ -45,6 +92,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         true => None,
         false => Some(etcd::bind(args.etcd_listen_address).await?),
     };
+    let api_address = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let api_listener = tokio::net::TcpListener::bind(api_address)
+        .await
+        .with_context(|| format!("cannot listen on {api_address} for the Kubernetes API"))?;
+    let authenticator = match &args.token_auth_file {
+        Some(path) => auth::Authenticator::from_token_file(path)?,
+        None => auth::Authenticator::new(),
+    };
+    let pki = {
+        let sans = pki::Sans::apiserver(args.api_service_ip(), &args.tls_san)?;
+        pki::Pki::load_or_create(&server_dir.join("tls"), &sans)?
+    };
+    let tls = pki::server_tls_config(&pki)?;
 
     let db = database_path(&args.data_dir);
     let store = {
@@ -61,6 +121,25 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     tasks.spawn(store.clone().run(shutdown.clone()));
+
+    let api = api::Api::new(
+        store.clone(),
+        format!("{}:{}", advertised_ip(&args), args.https_listen_port),
+    );
+    if let Err(status) = api::bootstrap(&api).await {
+        close(store).await;
+        bail!("bootstrapping the API failed: {status}");
+    }
+    let app = api::router(api, Arc::new(authenticator));
+    tasks.spawn(api::tls::serve(api_listener, tls, app, shutdown.clone()));
+    let kubeconfig_url = format!("https://127.0.0.1:{}", args.https_listen_port);
+    pki::write_kubeconfig(
+        &args.write_kubeconfig,
+        args.write_kubeconfig_mode,
+        &kubeconfig_url,
+        &pki,
+    )?;
+    tracing::info!(address = %api_address, kubeconfig = %args.write_kubeconfig.display(), "Kubernetes API listening");
 
     let etcd_task = etcd_listener.map(|listener| tasks.spawn(etcd::serve(store.clone(), listener, shutdown.clone())));
 
@@ -90,6 +169,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(err) => Err(err),
         None => Ok(()),
     }
+}
+
+/// The address other hosts reach the API on: the bind address, or the first
+/// non-loopback address of the host when bound to all of them.
+fn advertised_ip(args: &ServerArgs) -> IpAddr {
+    if !args.bind_address.is_unspecified() {
+        return args.bind_address;
+    }
+    pki::interface_addresses()
+        .into_iter()
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 async fn close(store: Store) {

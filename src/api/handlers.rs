@@ -132,6 +132,12 @@ fn name_causes(rtype: &ResourceType, name: &str) -> Vec<Cause> {
     Vec::new()
 }
 
+/// Kinds with a spec/status split count spec changes in `metadata.generation`
+/// (custom resources too); plain data objects such as ConfigMaps have none.
+fn tracks_generation(rtype: &ResourceType) -> bool {
+    rtype.has_status() || !rtype.is_builtin()
+}
+
 /// Everything of an object except metadata and status: what `generation` tracks.
 fn spec_of(object: &Value) -> Value {
     let mut rest = object.clone();
@@ -297,7 +303,9 @@ impl Context {
         }
         m.insert("uid".into(), json!(new_uid()));
         m.insert("creationTimestamp".into(), json!(time::now_rfc3339()));
-        m.insert("generation".into(), json!(1));
+        if tracks_generation(&self.rtype) {
+            m.insert("generation".into(), json!(1));
+        }
         let generate = m.get("generateName").and_then(Value::as_str).map(str::to_string);
         let given = m.get("name").and_then(Value::as_str).map(str::to_string);
         if self.rtype.has_status()
@@ -405,13 +413,13 @@ impl Context {
                         None => m.remove(field),
                     };
                 }
-                let generation = old["generation"].as_i64().unwrap_or(1);
-                let generation = if spec_of(current) != spec_of(&next) {
-                    generation + 1
+                if tracks_generation(&self.rtype) {
+                    let generation = old["generation"].as_i64().unwrap_or(1);
+                    let changed = spec_of(current) != spec_of(&next);
+                    meta(&mut next).insert("generation".into(), json!(generation + i64::from(changed)));
                 } else {
-                    generation
-                };
-                meta(&mut next).insert("generation".into(), json!(generation));
+                    meta(&mut next).remove("generation");
+                }
                 next
             }
         }
@@ -497,6 +505,22 @@ impl Context {
             let mut patched = current.clone();
             match media.as_str() {
                 "application/merge-patch+json" => json_patch::merge(&mut patched, &patch),
+                "application/strategic-merge-patch+json" if self.rtype.is_builtin() => {
+                    patched =
+                        super::patch::strategic_merge(&self.rtype.kind, &current, &patch).map_err(|e| match e {
+                            super::patch::PatchError::BadRequest(m) => Status::bad_request(m),
+                            super::patch::PatchError::Invalid(m) => Status::invalid(
+                                &self.rtype.kind,
+                                &self.rtype.group,
+                                self.name(),
+                                vec![Cause {
+                                    reason: "FieldValueInvalid".into(),
+                                    message: m,
+                                    field: "patch".into(),
+                                }],
+                            ),
+                        })?;
+                }
                 "application/json-patch+json" => {
                     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                         .map_err(|e| Status::bad_request(format!("invalid JSON patch: {e}")))?;

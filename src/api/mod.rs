@@ -9,6 +9,8 @@ pub mod auth;
 pub mod discovery;
 mod handlers;
 mod list;
+pub mod openapi;
+pub mod patch;
 pub mod request;
 pub mod resources;
 pub mod selectors;
@@ -37,6 +39,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// The API server's state, shared by all requests.
 pub struct Api {
     pub store: Store,
+    pub authorizer: Box<dyn auth::Authorizer>,
     pub registry: RwLock<Registry>,
     /// `host:port` clients reach us on, for `/api`'s serverAddressByClientCIDRs.
     pub server_address: String,
@@ -46,6 +49,7 @@ impl Api {
     pub fn new(store: Store, server_address: String) -> Arc<Api> {
         Arc::new(Api {
             store,
+            authorizer: Box::new(auth::AllowAuthenticated),
             registry: RwLock::new(Registry::builtin()),
             server_address,
         })
@@ -89,8 +93,9 @@ pub async fn bootstrap(api: &Arc<Api>) -> Result<(), Status> {
     Ok(())
 }
 
-/// The routes of the API: health, version, discovery and every resource path.
-pub fn router(api: Arc<Api>) -> Router {
+/// The routes of the API: health, version, discovery and every resource path,
+/// behind authentication (authorization happens per request in `route`).
+pub fn router(api: Arc<Api>, authenticator: Arc<auth::Authenticator>) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/livez", get(health))
@@ -101,6 +106,7 @@ pub fn router(api: Arc<Api>) -> Router {
         )
         .fallback(dispatch)
         .with_state(api)
+        .layer(axum::middleware::from_fn_with_state(authenticator, auth::authenticate))
 }
 
 async fn health() -> &'static str {
@@ -126,7 +132,15 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
     let query = Query::parse(parts.uri.query());
     let method = parts.method.clone();
     let headers = parts.headers;
+    let user = parts
+        .extensions
+        .get::<auth::User>()
+        .cloned()
+        .unwrap_or_else(auth::User::anonymous);
 
+    let collection = request::parse_path(&path).is_some_and(|t| t.resource.is_some() && t.name.is_none());
+    api.authorizer
+        .authorize(&user, verb(&method, collection, &query)?, &path)?;
     if method == Method::GET
         && let Some(doc) = discovery_document(api, &path)
     {
@@ -167,6 +181,21 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
     }
 }
 
+/// The Kubernetes verb of a request.
+fn verb(method: &Method, collection: bool, query: &Query) -> Result<&'static str, Status> {
+    Ok(match *method {
+        Method::GET if collection && query.flag("watch")? => "watch",
+        Method::GET if collection => "list",
+        Method::GET | Method::HEAD => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if collection => "deletecollection",
+        Method::DELETE => "delete",
+        _ => return Err(Status::method_not_allowed()),
+    })
+}
+
 fn discovery_document(api: &Api, path: &str) -> Option<Value> {
     let registry = api.registry();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -176,6 +205,9 @@ fn discovery_document(api: &Api, path: &str) -> Option<Value> {
         ["api", version] => discovery::api_resource_list(&registry, "", version),
         ["apis", group] => discovery::api_group(&registry, group),
         ["apis", group, version] => discovery::api_resource_list(&registry, group, version),
+        ["openapi", "v3"] => Some(openapi::index(&registry)),
+        ["openapi", "v3", "api", version] => openapi::group_version(&registry, "", version),
+        ["openapi", "v3", "apis", group, version] => openapi::group_version(&registry, group, version),
         _ => None,
     }
 }

@@ -30,13 +30,18 @@ impl ResourceType {
         }
     }
 
+    /// A kind compiled into Kubernetes (not a custom resource).
+    pub fn is_builtin(&self) -> bool {
+        self.group.is_empty() || BUILTIN_GROUPS.contains(&self.group.as_str())
+    }
+
     pub fn has_status(&self) -> bool {
         self.subresources.iter().any(|s| s == "status")
     }
 
     /// The store key prefix of all objects of this type (ends with `/`).
     pub fn prefix(&self) -> String {
-        if self.group.is_empty() || BUILTIN_GROUPS.contains(&self.group.as_str()) {
+        if self.is_builtin() {
             format!("/registry/{}/", self.resource)
         } else {
             format!("/registry/{}/{}/", self.group, self.resource)

@@ -18,14 +18,17 @@ async fn harness() -> Harness {
     bootstrap(&api).await.unwrap();
     Harness {
         _dir: dir,
-        app: router(api),
+        app: router(api, Arc::new(auth::Authenticator::new())),
         store,
     }
 }
 
 impl Harness {
     async fn call(&self, method: &str, uri: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, String) {
-        let mut request = HttpRequest::builder().method(method).uri(uri);
+        let mut request = HttpRequest::builder()
+            .method(method)
+            .uri(uri)
+            .extension(auth::User::new("tester", ["system:masters"]));
         for (k, v) in headers {
             request = request.header(*k, *v);
         }

@@ -145,6 +145,8 @@ pub struct Server {
     pub dir: TempDir,
     pub data_dir: PathBuf,
     pub port: u16,
+    /// Port of the Kubernetes API (HTTPS).
+    pub api_port: u16,
     pub log: PathBuf,
     args: Vec<String>,
     envs: Vec<(String, String)>,
@@ -191,6 +193,7 @@ impl Server {
             data_dir,
             log,
             port: free_port(),
+            api_port: free_port(),
             args: extra.iter().map(|s| s.to_string()).collect(),
             envs: Vec::new(),
             flavor: Flavor::Kube,
@@ -221,6 +224,16 @@ impl Server {
         self
     }
 
+    /// The admin kubeconfig this server writes.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    /// `https://127.0.0.1:PORT` of the Kubernetes API.
+    pub fn api_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.api_port)
+    }
+
     /// `127.0.0.1:PORT`, what etcdctl's `--endpoints` takes.
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -245,6 +258,11 @@ impl Server {
             Flavor::Kube => {
                 let mut cmd = kube_command();
                 cmd.arg("server");
+                // The API server of every test server gets its own loopback port and
+                // kubeconfig (tests may override these through `env`).
+                cmd.env("KUBE_HTTPS_LISTEN_PORT", self.api_port.to_string())
+                    .env("KUBE_BIND_ADDRESS", "127.0.0.1")
+                    .env("KUBE_WRITE_KUBECONFIG", self.kubeconfig());
                 if self.default_flags {
                     cmd.arg("--data-dir")
                         .arg(&self.data_dir)

@@ -1,0 +1,250 @@
+//! The real kubectl against `kube server`'s API over HTTPS, with the admin
+//! kubeconfig the server writes: discovery, apply (with kubectl's default strict
+//! validation) and re-apply through strategic merge patch, get in its output
+//! forms, label/annotate/diff, watch, delete, and the errors users see.
+
+mod common;
+
+use common::{Out, Server, run, run_timeout};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Cluster {
+    server: Server,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let server = Server::start();
+        let cluster = Cluster { server };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if cluster.server.kubeconfig().exists() && cluster.kubectl(&["get", "--raw", "/readyz"]).status.success() {
+                return cluster;
+            }
+            assert!(Instant::now() < deadline, "the API did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(self.server.kubeconfig()).args(args);
+        cmd
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Out {
+        run(&mut self.command(args))
+    }
+
+    /// kubectl that must succeed; its stdout.
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        self.kubectl(args).ok()
+    }
+
+    fn apply(&self, yaml: &str) -> Out {
+        let file = self.server.dir.path().join("manifest.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        self.kubectl(&["apply", "-f", file.to_str().unwrap()])
+    }
+}
+
+const APP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: shop
+  labels: {tier: web}
+data:
+  color: blue
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: app
+        image: busybox
+        ports: [{containerPort: 8080}]
+        env: [{name: MODE, value: one}]
+      - name: sidecar
+        image: busybox
+"#;
+
+#[test]
+fn discovery_version_and_system_namespaces() {
+    let c = Cluster::start();
+    let version = c.ok(&["version", "-o", "json"]);
+    let version: serde_json::Value = serde_json::from_str(&version).unwrap();
+    assert_eq!(version["serverVersion"]["major"], "1");
+    let resources = c.ok(&["api-resources", "--no-headers"]);
+    for line in ["deployments", "configmaps", "namespaces", "customresourcedefinitions"] {
+        assert!(
+            resources.lines().any(|l| l.starts_with(line)),
+            "{line} missing in\n{resources}"
+        );
+    }
+    assert!(c.ok(&["api-versions"]).lines().any(|l| l == "apps/v1"));
+    let namespaces = c.ok(&["get", "namespaces"]);
+    let rows: Vec<Vec<&str>> = namespaces.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["NAME", "STATUS", "AGE"]);
+    let names: Vec<&str> = rows[1..].iter().map(|r| r[0]).collect();
+    assert_eq!(names, ["default", "kube-node-lease", "kube-public", "kube-system"]);
+    assert!(rows[1..].iter().all(|r| r[1] == "Active"));
+}
+
+#[test]
+fn apply_reapply_and_read_back() {
+    let c = Cluster::start();
+    let first = c.apply(APP).ok();
+    assert!(first.contains("namespace/shop created"), "{first}");
+    assert!(first.contains("deployment.apps/web created"), "{first}");
+
+    // A changed manifest goes through kubectl's strategic merge patch.
+    let changed = APP
+        .replace("color: blue", "color: green")
+        .replace("value: one", "value: two");
+    let second = c.apply(&changed).ok();
+    assert!(second.contains("configmap/settings configured"), "{second}");
+    assert!(second.contains("namespace/shop unchanged"), "{second}");
+    assert_eq!(
+        c.ok(&["-n", "shop", "get", "cm", "settings", "-o", "jsonpath={.data.color}"]),
+        "green"
+    );
+    let containers = c.ok(&[
+        "-n",
+        "shop",
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name}|{.spec.template.spec.containers[0].env[0].value}|{.spec.template.spec.containers[0].ports[0].containerPort}|{.metadata.generation}",
+    ]);
+    assert_eq!(containers, "app sidecar|two|8080|2");
+
+    // Applying the same manifest again changes nothing, and diff agrees.
+    let third = c.apply(&changed).ok();
+    assert!(third.lines().all(|l| l.ends_with("unchanged")), "{third}");
+    let file = c.server.dir.path().join("manifest.yaml");
+    let diff = c.kubectl(&["diff", "-f", file.to_str().unwrap()]);
+    assert_eq!(diff.status.code(), Some(0), "{diff:?}");
+
+    let yaml = c.ok(&["-n", "shop", "get", "cm", "settings", "-o", "yaml"]);
+    assert!(yaml.contains("resourceVersion:") && yaml.contains("uid:"), "{yaml}");
+    let wide = c.ok(&["get", "cm", "-A", "-l", "tier=web"]);
+    assert!(wide.lines().nth(1).unwrap().starts_with("shop"), "{wide}");
+}
+
+#[test]
+fn label_annotate_watch_and_delete() {
+    let c = Cluster::start();
+    c.apply(APP).ok();
+    c.ok(&["-n", "shop", "label", "cm", "settings", "owner=team-a"]);
+    c.ok(&["-n", "shop", "annotate", "cm", "settings", "note=hello"]);
+    let meta = c.ok(&[
+        "-n",
+        "shop",
+        "get",
+        "cm",
+        "settings",
+        "-o",
+        "jsonpath={.metadata.labels.owner} {.metadata.annotations.note}",
+    ]);
+    assert_eq!(meta, "team-a hello");
+    let labelled = c.ok(&["-n", "shop", "get", "cm", "-l", "owner=team-a", "-o", "name"]);
+    assert_eq!(labelled.trim(), "configmap/settings");
+
+    // A watch sees the change made while it runs.
+    let mut watch = c.command(&[
+        "-n",
+        "shop",
+        "get",
+        "cm",
+        "settings",
+        "-w",
+        "-o",
+        "jsonpath={.data.color}{\"\\n\"}",
+    ]);
+    let mut child = watch.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    c.ok(&[
+        "-n",
+        "shop",
+        "patch",
+        "cm",
+        "settings",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"color":"red"}}"#,
+    ]);
+    std::thread::sleep(Duration::from_millis(800));
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(seen.lines().collect::<Vec<_>>(), ["blue", "red"], "{seen}");
+
+    c.ok(&["-n", "shop", "delete", "cm", "settings"]);
+    let missing = c.kubectl(&["-n", "shop", "get", "cm", "settings"]);
+    assert!(!missing.status.success());
+    assert!(
+        missing
+            .stderr
+            .contains(r#"Error from server (NotFound): configmaps "settings" not found"#),
+        "{missing:?}"
+    );
+    let deleted = run_timeout(
+        &mut c.command(&["delete", "namespace", "shop", "--timeout=20s"]),
+        Duration::from_secs(30),
+    )
+    .expect("namespace deletion finishes");
+    assert!(deleted.status.success(), "{deleted:?}");
+    assert!(!c.kubectl(&["get", "namespace", "shop"]).status.success());
+}
+
+#[test]
+fn bad_requests_are_reported_like_kubernetes() {
+    let c = Cluster::start();
+    let out = c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Not_Valid\n  namespace: default\n");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("is invalid"), "{out:?}");
+    let out = c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lost\n  namespace: nowhere\n");
+    assert!(out.stderr.contains(r#"namespaces "nowhere" not found"#), "{out:?}");
+    let out = c.kubectl(&["get", "widgets"]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains("the server doesn't have a resource type \"widgets\""),
+        "{out:?}"
+    );
+
+    // A wrong bearer token (and no client certificate) is refused.
+    let admin = std::fs::read_to_string(c.server.kubeconfig()).unwrap();
+    let without_cert: String = admin
+        .lines()
+        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let file = c.server.dir.path().join("token-only.yaml");
+    std::fs::write(&file, without_cert).unwrap();
+    let denied =
+        run(Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&file)
+            .args(["--token=not-a-token", "get", "namespaces"]));
+    assert!(!denied.status.success());
+    assert!(denied.stderr.contains("Unauthorized"), "{denied:?}");
+}
