@@ -143,6 +143,36 @@ fn apply_reapply_and_read_back() {
     let diff = c.kubectl(&["diff", "-f", file.to_str().unwrap()]);
     assert_eq!(diff.status.code(), Some(0), "{diff:?}");
 
+    // Scaling goes through the scale subresource and counts as a spec change.
+    let scaled = c.ok(&["-n", "shop", "scale", "deployment", "web", "--replicas=5"]);
+    assert_eq!(scaled.trim(), "deployment.apps/web scaled");
+    let after = c.ok(&[
+        "-n",
+        "shop",
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas}/{.metadata.generation}",
+    ]);
+    assert_eq!(after, "5/3");
+    let table = c.ok(&["-n", "shop", "get", "deploy", "-o", "wide"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert!(table.lines().nth(1).unwrap().contains("0/5"), "{table}");
+
     let yaml = c.ok(&["-n", "shop", "get", "cm", "settings", "-o", "yaml"]);
     assert!(yaml.contains("resourceVersion:") && yaml.contains("uid:"), "{yaml}");
     let wide = c.ok(&["get", "cm", "-A", "-l", "tier=web"]);

@@ -10,7 +10,7 @@ use super::resources::{Registry, ResourceType};
 pub const KUBERNETES_MINOR: &str = "33";
 
 /// Subresources the handlers serve today.
-const SERVED_SUBRESOURCES: &[&str] = &["status"];
+const SERVED_SUBRESOURCES: &[&str] = &["status", "scale"];
 
 const VERBS: &[&str] = &[
     "create",
@@ -102,13 +102,20 @@ fn resource_entry(t: &ResourceType) -> Value {
 }
 
 fn subresource_entry(t: &ResourceType, sub: &str) -> Value {
-    json!({
+    let mut entry = json!({
         "name": format!("{}/{sub}", t.resource),
         "singularName": "",
         "namespaced": t.namespaced,
         "kind": t.kind,
         "verbs": ["get", "patch", "update"],
-    })
+    });
+    if sub == "scale" {
+        // kubectl finds the scale kind here (else it assumes the parent's group).
+        entry["group"] = json!("autoscaling");
+        entry["version"] = json!("v1");
+        entry["kind"] = json!("Scale");
+    }
+    entry
 }
 
 pub fn api_resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {

@@ -149,7 +149,7 @@ fn spec_of(object: &Value) -> Value {
 }
 
 impl Context {
-    fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         self.target.name.as_deref().unwrap_or_default()
     }
 
@@ -165,12 +165,12 @@ impl Context {
         Status::not_found(&self.rtype.resource, &self.rtype.group, self.name())
     }
 
-    fn stale(&self) -> Status {
+    pub(super) fn stale(&self) -> Status {
         Status::stale(&self.rtype.resource, &self.rtype.group, self.name())
     }
 
     /// Parses a request body (JSON or YAML) into an object.
-    fn decode(&self, body: &[u8]) -> Result<Value, Status> {
+    pub(super) fn decode(&self, body: &[u8]) -> Result<Value, Status> {
         let content_type = self
             .headers
             .get(header::CONTENT_TYPE)
@@ -238,7 +238,7 @@ impl Context {
     }
 
     /// The object now, with its revision; 404 if absent.
-    async fn current(&self) -> Result<(Value, i64), Status> {
+    pub(super) async fn current(&self) -> Result<(Value, i64), Status> {
         let kv = self
             .api
             .store
@@ -375,7 +375,7 @@ impl Context {
 
     /// The object an update leads to: the incoming object for the main resource
     /// (with status and server-owned metadata kept), or only the subresource's part.
-    fn updated(&self, current: &Value, incoming: Value) -> Value {
+    pub(super) fn updated(&self, current: &Value, incoming: Value) -> Value {
         match self.target.subresource.as_deref() {
             Some("status") => {
                 let mut next = current.clone();
@@ -425,15 +425,19 @@ impl Context {
         }
     }
 
+    /// Writes `next` over the object at `revision` and answers with it.
+    async fn write(&self, current: &Value, revision: i64, next: Value) -> Result<Response, Status> {
+        let written = self.commit(current, revision, next).await?;
+        self.respond(StatusCode::OK, &written)
+    }
+
     /// Writes `next` over the object at `revision`; 409 if it changed meanwhile.
     /// An object being deleted whose finalizers are all gone is deleted instead.
-    async fn write(&self, current: &Value, revision: i64, mut next: Value) -> Result<Response, Status> {
+    /// Returns the object as stored (unchanged objects are not written).
+    pub(super) async fn commit(&self, current: &Value, revision: i64, mut next: Value) -> Result<Value, Status> {
         set_resource_version(&mut next, revision);
-        if next == *current {
-            return self.respond(StatusCode::OK, current);
-        }
-        if self.query.dry_run()? {
-            return self.respond(StatusCode::OK, &next);
+        if next == *current || self.query.dry_run()? {
+            return Ok(next);
         }
         let key = self.key(self.name());
         let finished = next["metadata"]["deletionTimestamp"].is_string() && finalizers(&next).is_empty();
@@ -459,7 +463,7 @@ impl Context {
             return Err(self.stale());
         }
         set_resource_version(&mut next, result.revision);
-        self.respond(StatusCode::OK, &next)
+        Ok(next)
     }
 
     pub async fn update(&self, body: Bytes) -> Result<Response, Status> {

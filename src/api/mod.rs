@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod patch;
 pub mod request;
 pub mod resources;
+mod scale;
 pub mod selectors;
 pub mod status;
 mod table;
@@ -155,7 +156,9 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
         return Err(Status::no_route());
     }
     if let Some(sub) = &target.subresource {
-        let served = sub == "status" && rtype.has_status() || sub == "finalize" && rtype.resource == "namespaces";
+        let served = sub == "status" && rtype.has_status()
+            || sub == "scale" && rtype.subresources.iter().any(|s| s == "scale")
+            || sub == "finalize" && rtype.resource == "namespaces";
         if !served {
             return Err(Status::no_route());
         }
@@ -167,6 +170,9 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
         query,
         headers,
     };
+    if ctx.target.subresource.as_deref() == Some("scale") {
+        return scale::handle(&ctx, &method, read_body(body).await?).await;
+    }
     let read_body = || async { read_body(body).await };
     match (method, ctx.target.name.is_some()) {
         (Method::GET, true) => ctx.get().await,

@@ -44,21 +44,24 @@ pub fn requested(headers: &HeaderMap, include: Option<&str>) -> Result<Option<Fo
     Ok(None)
 }
 
+/// One column: its definition and how a row's cell is computed.
 struct Column {
     name: &'static str,
     kind: &'static str,
     format: &'static str,
     priority: i64,
     description: &'static str,
+    cell: fn(&Value) -> Value,
 }
 
-const fn col(name: &'static str, kind: &'static str, priority: i64, description: &'static str) -> Column {
+const fn col(name: &'static str, priority: i64, cell: fn(&Value) -> Value) -> Column {
     Column {
         name,
-        kind,
+        kind: "string",
         format: "",
         priority,
-        description,
+        description: "",
+        cell,
     }
 }
 
@@ -68,65 +71,439 @@ const NAME: Column = Column {
     format: "name",
     priority: 0,
     description: "Name must be unique within a namespace.",
+    cell: |o| json!(str_at(o, "/metadata/name")),
 };
-const AGE: Column = col(
-    "Age",
-    "string",
-    0,
-    "CreationTimestamp is a timestamp representing the server time when this object was created.",
-);
+const AGE: Column = Column {
+    name: "Age",
+    kind: "string",
+    format: "",
+    priority: 0,
+    description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    cell: |o| {
+        json!(time::age(
+            o.pointer("/metadata/creationTimestamp").and_then(Value::as_str)
+        ))
+    },
+};
+const CREATED_AT: Column = Column {
+    name: "Created At",
+    kind: "date",
+    format: "",
+    priority: 0,
+    description: "Creation time",
+    cell: |o| o["metadata"]["creationTimestamp"].clone(),
+};
 
-fn columns(rtype: &ResourceType) -> Vec<Column> {
-    match (rtype.group.as_str(), rtype.resource.as_str()) {
-        ("", "namespaces") => vec![NAME, col("Status", "string", 0, "The status of the namespace"), AGE],
-        ("", "configmaps") => vec![NAME, col("Data", "string", 0, "Number of data entries"), AGE],
-        ("", "secrets") => vec![
-            NAME,
-            col("Type", "string", 0, "The type of the secret"),
-            col("Data", "string", 0, "Number of data entries"),
-            AGE,
-        ],
-        ("", "serviceaccounts") => vec![NAME, col("Secrets", "string", 0, "Number of secrets"), AGE],
-        (_, "customresourcedefinitions") => vec![NAME, col("Created At", "date", 0, "Creation time")],
-        _ if rtype.group.is_empty() || is_builtin_group(&rtype.group) => vec![NAME, AGE],
-        _ => vec![NAME, col("Created At", "date", 0, "Creation time")],
+fn str_at<'a>(o: &'a Value, pointer: &str) -> &'a str {
+    o.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn int_at(o: &Value, pointer: &str) -> i64 {
+    o.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn len_at(o: &Value, pointer: &str) -> usize {
+    match o.pointer(pointer) {
+        Some(Value::Object(m)) => m.len(),
+        Some(Value::Array(a)) => a.len(),
+        _ => 0,
     }
 }
 
-fn is_builtin_group(group: &str) -> bool {
-    !group.contains('.') || group.ends_with(".k8s.io")
+fn or_none(s: String) -> Value {
+    json!(if s.is_empty() { "<none>".to_string() } else { s })
 }
 
-fn count(v: &Value) -> usize {
-    v.as_object().map_or(0, |m| m.len())
+/// `a=b,c=d` of a label map (selectors, node selectors).
+fn pairs(o: &Value, pointer: &str) -> String {
+    o.pointer(pointer)
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
-fn cells(rtype: &ResourceType, object: &Value) -> Vec<Value> {
-    let meta = &object["metadata"];
-    let name = json!(meta["name"].as_str().unwrap_or_default());
-    let age = json!(time::age(meta["creationTimestamp"].as_str()));
-    let created = meta["creationTimestamp"].clone();
-    match (rtype.group.as_str(), rtype.resource.as_str()) {
-        ("", "namespaces") => vec![name, json!(object["status"]["phase"].as_str().unwrap_or_default()), age],
-        ("", "configmaps") => vec![name, json!(count(&object["data"]) + count(&object["binaryData"])), age],
-        ("", "secrets") => vec![
-            name,
-            json!(object["type"].as_str().unwrap_or("Opaque")),
-            json!(count(&object["data"])),
-            age,
-        ],
-        ("", "serviceaccounts") => {
-            vec![name, json!(object["secrets"].as_array().map_or(0, Vec::len)), age]
+fn template_field(o: &Value, field: &str) -> Value {
+    let containers = o
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    json!(
+        containers
+            .iter()
+            .map(|c| c[field].as_str().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+const CONTAINERS: Column = col("Containers", 1, |o| template_field(o, "name"));
+const IMAGES: Column = col("Images", 1, |o| template_field(o, "image"));
+const SELECTOR: Column = col("Selector", 1, |o| or_none(pairs(o, "/spec/selector/matchLabels")));
+
+/// Pod STATUS: the waiting/terminated reason of a container, else the phase.
+fn pod_status(o: &Value) -> Value {
+    if o.pointer("/metadata/deletionTimestamp").is_some() {
+        return json!("Terminating");
+    }
+    let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array);
+    for s in statuses.into_iter().flatten() {
+        for state in ["waiting", "terminated"] {
+            if let Some(reason) = s["state"][state]["reason"].as_str() {
+                return json!(reason);
+            }
         }
-        (_, "customresourcedefinitions") => vec![name, created],
-        _ if rtype.group.is_empty() || is_builtin_group(&rtype.group) => vec![name, age],
-        _ => vec![name, created],
+    }
+    json!(
+        o.pointer("/status/reason")
+            .and_then(Value::as_str)
+            .unwrap_or(str_at(o, "/status/phase"))
+    )
+}
+
+fn pod_ready(o: &Value) -> Value {
+    let total = len_at(o, "/spec/containers");
+    let ready = o
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .map_or(0, |s| s.iter().filter(|c| c["ready"] == true).count());
+    json!(format!("{ready}/{total}"))
+}
+
+fn pod_restarts(o: &Value) -> Value {
+    let restarts: i64 = o
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .map_or(0, |s| s.iter().map(|c| c["restartCount"].as_i64().unwrap_or(0)).sum());
+    json!(restarts.to_string())
+}
+
+fn service_ports(o: &Value) -> Value {
+    let ports = o
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let text: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            let protocol = p["protocol"].as_str().unwrap_or("TCP");
+            match p["nodePort"].as_i64() {
+                Some(node) => format!("{}:{node}/{protocol}", p["port"]),
+                None => format!("{}/{protocol}", p["port"]),
+            }
+        })
+        .collect();
+    or_none(text.join(","))
+}
+
+fn external_ip(o: &Value) -> Value {
+    let mut ips: Vec<String> = o
+        .pointer("/spec/externalIPs")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    if let Some(ingress) = o.pointer("/status/loadBalancer/ingress").and_then(Value::as_array) {
+        ips.extend(
+            ingress
+                .iter()
+                .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()).map(str::to_string)),
+        );
+    }
+    match (ips.is_empty(), str_at(o, "/spec/type")) {
+        (true, "LoadBalancer") => json!("<pending>"),
+        (true, "ExternalName") => json!(str_at(o, "/spec/externalName")),
+        _ => or_none(ips.join(",")),
+    }
+}
+
+fn node_status(o: &Value) -> Value {
+    let ready = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .map(|c| c["status"].as_str().unwrap_or_default().to_string());
+    let mut status = match ready.as_deref() {
+        Some("True") => "Ready".to_string(),
+        Some(_) => "NotReady".to_string(),
+        None => "Unknown".to_string(),
+    };
+    if o.pointer("/spec/unschedulable") == Some(&json!(true)) {
+        status.push_str(",SchedulingDisabled");
+    }
+    json!(status)
+}
+
+fn node_roles(o: &Value) -> Value {
+    let roles: Vec<&str> = o
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.keys()
+                .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                .collect()
+        })
+        .unwrap_or_default();
+    or_none(roles.join(","))
+}
+
+fn node_address(o: &Value, kind: &str) -> Value {
+    let address = o
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|a| a["type"] == kind))
+        .and_then(|a| a["address"].as_str());
+    json!(address.unwrap_or("<none>"))
+}
+
+fn job_status(o: &Value) -> Value {
+    let conditions = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let has = |t: &str| conditions.iter().any(|c| c["type"] == t && c["status"] == "True");
+    json!(if has("Complete") {
+        "Complete"
+    } else if has("Failed") {
+        "Failed"
+    } else if o.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating"
+    } else if has("Suspended") {
+        "Suspended"
+    } else {
+        "Running"
+    })
+}
+
+/// The columns kubectl shows for a resource (k8s.io/kubernetes printers.go).
+fn columns(rtype: &ResourceType) -> Vec<Column> {
+    match (rtype.group.as_str(), rtype.resource.as_str()) {
+        ("", "namespaces") => vec![NAME, col("Status", 0, |o| json!(str_at(o, "/status/phase"))), AGE],
+        ("", "configmaps") => vec![
+            NAME,
+            col("Data", 0, |o| json!(len_at(o, "/data") + len_at(o, "/binaryData"))),
+            AGE,
+        ],
+        ("", "secrets") => vec![
+            NAME,
+            col("Type", 0, |o| json!(o["type"].as_str().unwrap_or("Opaque"))),
+            col("Data", 0, |o| json!(len_at(o, "/data"))),
+            AGE,
+        ],
+        ("", "serviceaccounts") => vec![NAME, col("Secrets", 0, |o| json!(len_at(o, "/secrets"))), AGE],
+        ("", "pods") => vec![
+            NAME,
+            col("Ready", 0, pod_ready),
+            col("Status", 0, pod_status),
+            col("Restarts", 0, pod_restarts),
+            AGE,
+            col("IP", 1, |o| {
+                json!(o.pointer("/status/podIP").and_then(Value::as_str).unwrap_or("<none>"))
+            }),
+            col("Node", 1, |o| {
+                json!(o.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("<none>"))
+            }),
+            col("Nominated Node", 1, |o| {
+                json!(
+                    o.pointer("/status/nominatedNodeName")
+                        .and_then(Value::as_str)
+                        .unwrap_or("<none>")
+                )
+            }),
+            col("Readiness Gates", 1, |o| {
+                json!(if len_at(o, "/spec/readinessGates") == 0 {
+                    "<none>".to_string()
+                } else {
+                    len_at(o, "/spec/readinessGates").to_string()
+                })
+            }),
+        ],
+        ("", "services") => vec![
+            NAME,
+            col("Type", 0, |o| {
+                json!(o.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP"))
+            }),
+            col("Cluster-IP", 0, |o| or_none(str_at(o, "/spec/clusterIP").to_string())),
+            col("External-IP", 0, external_ip),
+            col("Port(s)", 0, service_ports),
+            AGE,
+            col("Selector", 1, |o| or_none(pairs(o, "/spec/selector"))),
+        ],
+        ("", "nodes") => vec![
+            NAME,
+            col("Status", 0, node_status),
+            col("Roles", 0, node_roles),
+            AGE,
+            col("Version", 0, |o| json!(str_at(o, "/status/nodeInfo/kubeletVersion"))),
+            col("Internal-IP", 1, |o| node_address(o, "InternalIP")),
+            col("External-IP", 1, |o| node_address(o, "ExternalIP")),
+            col("OS-Image", 1, |o| json!(str_at(o, "/status/nodeInfo/osImage"))),
+            col("Kernel-Version", 1, |o| {
+                json!(str_at(o, "/status/nodeInfo/kernelVersion"))
+            }),
+            col("Container-Runtime", 1, |o| {
+                json!(str_at(o, "/status/nodeInfo/containerRuntimeVersion"))
+            }),
+        ],
+        ("", "endpoints") => vec![
+            NAME,
+            col("Endpoints", 0, |o| {
+                let subsets = o["subsets"].as_array().cloned().unwrap_or_default();
+                let mut list = Vec::new();
+                for s in &subsets {
+                    for a in s["addresses"].as_array().into_iter().flatten() {
+                        for p in s["ports"].as_array().into_iter().flatten() {
+                            list.push(format!("{}:{}", a["ip"].as_str().unwrap_or_default(), p["port"]));
+                        }
+                    }
+                }
+                or_none(list.join(","))
+            }),
+            AGE,
+        ],
+        ("", "events") => vec![
+            col("Last Seen", 0, |o| {
+                json!(time::age(o["lastTimestamp"].as_str().or(o["eventTime"].as_str())))
+            }),
+            col("Type", 0, |o| json!(str_at(o, "/type"))),
+            col("Reason", 0, |o| json!(str_at(o, "/reason"))),
+            col("Object", 0, |o| {
+                json!(format!(
+                    "{}/{}",
+                    str_at(o, "/involvedObject/kind").to_lowercase(),
+                    str_at(o, "/involvedObject/name")
+                ))
+            }),
+            col("Message", 0, |o| json!(str_at(o, "/message"))),
+        ],
+        ("", "persistentvolumeclaims") => vec![
+            NAME,
+            col("Status", 0, |o| json!(str_at(o, "/status/phase"))),
+            col("Volume", 0, |o| json!(str_at(o, "/spec/volumeName"))),
+            col("Capacity", 0, |o| json!(str_at(o, "/status/capacity/storage"))),
+            col("Storage Class", 0, |o| json!(str_at(o, "/spec/storageClassName"))),
+            AGE,
+        ],
+        ("", "persistentvolumes") => vec![
+            NAME,
+            col("Capacity", 0, |o| json!(str_at(o, "/spec/capacity/storage"))),
+            col("Reclaim Policy", 0, |o| {
+                json!(str_at(o, "/spec/persistentVolumeReclaimPolicy"))
+            }),
+            col("Status", 0, |o| json!(str_at(o, "/status/phase"))),
+            AGE,
+        ],
+        ("apps", "deployments") => vec![
+            NAME,
+            col("Ready", 0, |o| {
+                json!(format!(
+                    "{}/{}",
+                    int_at(o, "/status/readyReplicas"),
+                    int_at(o, "/spec/replicas")
+                ))
+            }),
+            col("Up-to-date", 0, |o| json!(int_at(o, "/status/updatedReplicas"))),
+            col("Available", 0, |o| json!(int_at(o, "/status/availableReplicas"))),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("apps", "replicasets") | ("", "replicationcontrollers") => vec![
+            NAME,
+            col("Desired", 0, |o| json!(int_at(o, "/spec/replicas"))),
+            col("Current", 0, |o| json!(int_at(o, "/status/replicas"))),
+            col("Ready", 0, |o| json!(int_at(o, "/status/readyReplicas"))),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("apps", "statefulsets") => vec![
+            NAME,
+            col("Ready", 0, |o| {
+                json!(format!(
+                    "{}/{}",
+                    int_at(o, "/status/readyReplicas"),
+                    int_at(o, "/spec/replicas")
+                ))
+            }),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+        ],
+        ("apps", "daemonsets") => vec![
+            NAME,
+            col("Desired", 0, |o| json!(int_at(o, "/status/desiredNumberScheduled"))),
+            col("Current", 0, |o| json!(int_at(o, "/status/currentNumberScheduled"))),
+            col("Ready", 0, |o| json!(int_at(o, "/status/numberReady"))),
+            col("Up-to-date", 0, |o| json!(int_at(o, "/status/updatedNumberScheduled"))),
+            col("Available", 0, |o| json!(int_at(o, "/status/numberAvailable"))),
+            col("Node Selector", 0, |o| {
+                or_none(pairs(o, "/spec/template/spec/nodeSelector"))
+            }),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("batch", "jobs") => vec![
+            NAME,
+            col("Status", 0, job_status),
+            col("Completions", 0, |o| {
+                json!(format!(
+                    "{}/{}",
+                    int_at(o, "/status/succeeded"),
+                    o.pointer("/spec/completions").and_then(Value::as_i64).unwrap_or(1)
+                ))
+            }),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+        ],
+        ("batch", "cronjobs") => vec![
+            NAME,
+            col("Schedule", 0, |o| json!(str_at(o, "/spec/schedule"))),
+            col("Timezone", 0, |o| or_none(str_at(o, "/spec/timeZone").to_string())),
+            col("Suspend", 0, |o| {
+                json!(if o.pointer("/spec/suspend") == Some(&json!(true)) {
+                    "True"
+                } else {
+                    "False"
+                })
+            }),
+            col("Active", 0, |o| json!(len_at(o, "/status/active"))),
+            col("Last Schedule", 0, |o| {
+                json!(
+                    o.pointer("/status/lastScheduleTime")
+                        .and_then(Value::as_str)
+                        .map_or("<none>".to_string(), |t| time::age(Some(t)))
+                )
+            }),
+            AGE,
+        ],
+        ("coordination.k8s.io", "leases") => {
+            vec![
+                NAME,
+                col("Holder", 0, |o| json!(str_at(o, "/spec/holderIdentity"))),
+                AGE,
+            ]
+        }
+        _ if rtype.is_builtin() && rtype.resource != "customresourcedefinitions" => vec![NAME, AGE],
+        _ => vec![NAME, CREATED_AT],
     }
 }
 
 /// A Table of `objects`; `list_meta` is the list's metadata (resourceVersion, continue).
 pub fn render(rtype: &ResourceType, objects: &[Value], list_meta: Option<Value>, form: Form) -> Value {
-    let definitions: Vec<Value> = columns(rtype)
+    let columns = columns(rtype);
+    let definitions: Vec<Value> = columns
         .iter()
         .map(|c| {
             json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority})
@@ -135,7 +512,8 @@ pub fn render(rtype: &ResourceType, objects: &[Value], list_meta: Option<Value>,
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let mut row = json!({"cells": cells(rtype, object)});
+            let cells: Vec<Value> = columns.iter().map(|c| (c.cell)(object)).collect();
+            let mut row = json!({"cells": cells});
             match form {
                 Form::Metadata => {
                     row["object"] = json!({
@@ -157,4 +535,52 @@ pub fn render(rtype: &ResourceType, objects: &[Value], list_meta: Option<Value>,
         "columnDefinitions": definitions,
         "rows": rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::resources::Registry;
+
+    fn row(group: &str, resource: &str, object: Value) -> Vec<Value> {
+        let registry = Registry::builtin();
+        let rtype = registry.get(group, "v1", resource).unwrap();
+        render(rtype, &[object], None, Form::Nothing)["rows"][0]["cells"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn pods_services_and_deployments_like_kubectl() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}], "nodeName": "n1"},
+            "status": {"phase": "Running", "podIP": "10.42.0.5", "containerStatuses": [
+                {"ready": true, "restartCount": 2, "state": {"running": {}}},
+                {"ready": false, "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
+        let cells = row("", "pods", pod);
+        assert_eq!(
+            &cells[..4],
+            &[json!("p"), json!("1/2"), json!("CrashLoopBackOff"), json!("3")]
+        );
+        assert_eq!(&cells[5..7], &[json!("10.42.0.5"), json!("n1")]);
+        let svc = json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "clusterIP": "10.43.0.9",
+            "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}], "selector": {"app": "web"}}});
+        let cells = row("", "services", svc);
+        assert_eq!(
+            &cells[..5],
+            &[
+                json!("s"),
+                json!("NodePort"),
+                json!("10.43.0.9"),
+                json!("<none>"),
+                json!("80:30080/TCP")
+            ]
+        );
+        assert_eq!(cells[6], json!("app=web"));
+        let deploy = json!({"metadata": {"name": "d"}, "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "app", "image": "busybox"}]}}},
+            "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
+        let cells = row("apps", "deployments", deploy);
+        assert_eq!(&cells[..4], &[json!("d"), json!("2/3"), json!(3), json!(2)]);
+        assert_eq!(&cells[5..7], &[json!("app"), json!("busybox")]);
+    }
 }
