@@ -52,6 +52,22 @@ pub struct ServerArgs {
     /// IPv4 range of Service cluster IPs; its first address is the `kubernetes` Service.
     #[arg(long, env = "KUBE_SERVICE_CIDR", default_value = "10.43.0.0/16", value_parser = parse_cidr)]
     pub service_cidr: (Ipv4Addr, u8),
+    /// Port range for NodePort Services.
+    #[arg(long, env = "KUBE_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767", value_parser = parse_port_range)]
+    pub service_node_port_range: std::ops::RangeInclusive<u16>,
+}
+
+fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("{s:?} is not a port range like 30000-32767");
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    let (lo, hi): (u16, u16) = (
+        lo.trim().parse().map_err(|_| bad())?,
+        hi.trim().parse().map_err(|_| bad())?,
+    );
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok(lo..=hi)
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -122,9 +138,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     tasks.spawn(store.clone().run(shutdown.clone()));
 
+    let ranges = api::kinds::ServiceRanges {
+        network: args.service_cidr.0,
+        bits: args.service_cidr.1,
+        node_ports: args.service_node_port_range.clone(),
+    };
     let api = api::Api::new(
         store.clone(),
         format!("{}:{}", advertised_ip(&args), args.https_listen_port),
+        ranges,
     );
     if let Err(status) = api::bootstrap(&api).await {
         close(store).await;

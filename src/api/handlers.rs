@@ -9,11 +9,13 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
+use super::kinds;
 use super::request::{Query, Target};
 use super::resources::ResourceType;
 use super::status::{Cause, Status};
 use super::{Api, json_response, table, time};
-use crate::store::{Compare, CompareOp, CompareTarget, Delete, KeyRange, KeyValue, Op, Put, StoreError, Txn};
+use crate::store::{Compare, CompareOp, CompareTarget, Delete, KeyRange, KeyValue, Op, OpResult, Put, StoreError, Txn};
+use std::collections::HashSet;
 
 /// One request against one resource type.
 pub struct Context {
@@ -75,6 +77,22 @@ fn put(key: &str, object: &Value) -> Op {
         key: key.into(),
         value: stored_bytes(object),
         ..Default::default()
+    })
+}
+
+/// Marks a reservation key as held by the object at `owner`.
+fn reserve(key: &str, owner: &str) -> Op {
+    Op::Put(Put {
+        key: key.into(),
+        value: owner.as_bytes().to_vec(),
+        ..Default::default()
+    })
+}
+
+fn delete(key: &str) -> Op {
+    Op::Delete(Delete {
+        range: KeyRange::key(key),
+        prev_kv: false,
     })
 }
 
@@ -185,6 +203,7 @@ impl Context {
                 serde_saphyr::from_str(text)
                     .map_err(|e| Status::bad_request(format!("error decoding YAML body: {e}")))?
             }
+            "application/vnd.kubernetes.protobuf" => super::protobuf::decode(body).map_err(Status::bad_request)?,
             _ => return Err(Status::unsupported_media_type(content_type)),
         };
         if !value.is_object() {
@@ -268,6 +287,45 @@ impl Context {
         self.respond(StatusCode::OK, &object)
     }
 
+    fn check_valid(&self, object: &Value, old: Option<&Value>) -> Result<(), Status> {
+        let causes = kinds::validate(&self.rtype, object, old);
+        if causes.is_empty() {
+            return Ok(());
+        }
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        Err(Status::invalid(&self.rtype.kind, &self.rtype.group, name, causes))
+    }
+
+    /// Fills in allocated values (a Service's cluster IP and node ports). Returns
+    /// whether anything was allocated here (a collision is then worth a retry).
+    async fn allocate(&self, object: &mut Value, old: Option<&Value>) -> Result<bool, Status> {
+        if !kinds::allocates(&self.rtype) {
+            return Ok(false);
+        }
+        let page = self
+            .api
+            .store
+            .range(crate::store::Range {
+                keys_only: true,
+                ..crate::store::Range::of(KeyRange::prefix(kinds::RESERVATIONS))
+            })
+            .await
+            .map_err(store_error)?;
+        let mine = old.map(|o| kinds::reservations(&self.rtype, o)).unwrap_or_default();
+        let taken: HashSet<String> = page
+            .kvs
+            .iter()
+            .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+            .filter(|k| !mine.contains(k))
+            .collect();
+        let before = kinds::reservations(&self.rtype, object);
+        kinds::allocate_service(object, old, &self.api.service_ranges, &taken).map_err(|causes| {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            Status::invalid(&self.rtype.kind, &self.rtype.group, &name, causes)
+        })?;
+        Ok(kinds::reservations(&self.rtype, object) != before)
+    }
+
     /// NamespaceLifecycle: objects go only into namespaces that exist and are not terminating.
     async fn check_namespace_open(&self) -> Result<(), Status> {
         let Some(ns) = self.namespace() else { return Ok(()) };
@@ -313,7 +371,7 @@ impl Context {
         {
             map.remove("status");
         }
-        defaults(&self.rtype, &mut object);
+        kinds::defaults(&self.rtype, &mut object);
 
         let fixed_name = given.is_some();
         if given.is_none() && generate.is_none() {
@@ -341,23 +399,36 @@ impl Context {
                 return Err(Status::invalid(&self.rtype.kind, &self.rtype.group, &name, causes));
             }
             meta(&mut object).insert("name".into(), json!(name));
+            self.check_valid(&object, None)?;
+            let mut candidate = object.clone();
+            let allocated = self.allocate(&mut candidate, None).await?;
             if self.query.dry_run()? {
-                return self.respond(StatusCode::CREATED, &object);
+                return self.respond(StatusCode::CREATED, &candidate);
             }
             let key = self.key(&name);
+            let reserved = kinds::reservations(&self.rtype, &candidate);
+            let mut compare = vec![mod_revision_is(&key, 0)];
+            compare.extend(reserved.iter().map(|k| mod_revision_is(k, 0)));
+            let mut success = vec![put(&key, &candidate)];
+            success.extend(reserved.iter().map(|k| reserve(k, &key)));
             let result = self
                 .api
                 .store
                 .txn(Txn {
-                    compare: vec![mod_revision_is(&key, 0)],
-                    success: vec![put(&key, &object)],
-                    failure: vec![],
+                    compare,
+                    success,
+                    failure: vec![Op::Range(crate::store::Range::of(KeyRange::key(key.clone())))],
                 })
                 .await
                 .map_err(store_error)?;
             if result.succeeded {
-                set_resource_version(&mut object, result.revision);
-                return self.respond(StatusCode::CREATED, &object);
+                set_resource_version(&mut candidate, result.revision);
+                return self.respond(StatusCode::CREATED, &candidate);
+            }
+            let name_taken = matches!(&result.results[..], [OpResult::Range(r)] if !r.kvs.is_empty());
+            if !name_taken && allocated {
+                // Another object reserved the same IP or port meanwhile: allocate again.
+                continue;
             }
             if fixed_name {
                 return Err(Status::already_exists(&self.rtype.resource, &self.rtype.group, &name));
@@ -436,25 +507,34 @@ impl Context {
     /// Returns the object as stored (unchanged objects are not written).
     pub(super) async fn commit(&self, current: &Value, revision: i64, mut next: Value) -> Result<Value, Status> {
         set_resource_version(&mut next, revision);
+        if matches!(self.target.subresource.as_deref(), None | Some("scale")) {
+            self.check_valid(&next, Some(current))?;
+            self.allocate(&mut next, Some(current)).await?;
+        }
         if next == *current || self.query.dry_run()? {
             return Ok(next);
         }
         let key = self.key(self.name());
         let finished = next["metadata"]["deletionTimestamp"].is_string() && finalizers(&next).is_empty();
-        let op = if finished {
-            Op::Delete(Delete {
-                range: KeyRange::key(key.clone()),
-                prev_kv: false,
-            })
+        let held = kinds::reservations(&self.rtype, current);
+        let wanted = if finished {
+            Vec::new()
         } else {
-            put(&key, &next)
+            kinds::reservations(&self.rtype, &next)
         };
+        let mut compare = vec![mod_revision_is(&key, revision)];
+        let mut success = vec![if finished { delete(&key) } else { put(&key, &next) }];
+        for k in wanted.iter().filter(|k| !held.contains(k)) {
+            compare.push(mod_revision_is(k, 0));
+            success.push(reserve(k, &key));
+        }
+        success.extend(held.iter().filter(|k| !wanted.contains(k)).map(|k| delete(k)));
         let result = self
             .api
             .store
             .txn(Txn {
-                compare: vec![mod_revision_is(&key, revision)],
-                success: vec![op],
+                compare,
+                success,
                 failure: vec![],
             })
             .await
@@ -613,22 +693,21 @@ impl Context {
                 if response.is_ok() && self.rtype.resource == "namespaces" && !self.query.dry_run()? {
                     let api = self.api.clone();
                     let name = self.name().to_string();
-                    tokio::spawn(async move { drain_namespace(api, name).await });
+                    tokio::spawn(drain_namespace(api, name));
                 }
                 response
             } else if self.query.dry_run()? {
                 self.respond(StatusCode::OK, &current)
             } else {
                 let key = self.key(self.name());
+                let mut success = vec![delete(&key)];
+                success.extend(kinds::reservations(&self.rtype, &current).iter().map(|k| delete(k)));
                 let result = self
                     .api
                     .store
                     .txn(Txn {
                         compare: vec![mod_revision_is(&key, revision)],
-                        success: vec![Op::Delete(Delete {
-                            range: KeyRange::key(key.clone()),
-                            prev_kv: false,
-                        })],
+                        success,
                         failure: vec![],
                     })
                     .await
@@ -692,32 +771,50 @@ fn finalizers(object: &Value) -> Vec<String> {
     all
 }
 
-/// Server-side defaults for a new object.
-fn defaults(rtype: &ResourceType, object: &mut Value) {
-    if rtype.resource == "namespaces" {
-        if !object["spec"]["finalizers"].is_array() {
-            object["spec"]["finalizers"] = json!(["kubernetes"]);
-        }
-        object["status"] = json!({"phase": "Active"});
-        let name = object["metadata"]["name"].clone();
-        if name.is_string() {
-            object["metadata"]["labels"]["kubernetes.io/metadata.name"] = name;
-        }
-    }
+/// Deletes everything in a terminating namespace, object by object (so finalizers
+/// and reservations are honoured), then the namespace. Objects held by finalizers
+/// are retried until they are gone. (A stand-in for the namespace controller.)
+/// (Boxed: deleting a namespace starts this, which deletes objects in turn.)
+fn drain_namespace(api: Arc<Api>, namespace: String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(drain(api, namespace))
 }
 
-/// Deletes everything in a terminating namespace, then the namespace itself.
-/// (A stand-in for the namespace controller, which will own this.)
-async fn drain_namespace(api: Arc<Api>, namespace: String) {
-    let prefixes: Vec<String> = api
-        .registry()
-        .all()
-        .filter(|t| t.namespaced)
-        .map(|t| t.namespace_prefix(Some(&namespace)))
-        .collect();
-    for prefix in prefixes {
-        if let Err(err) = api.store.delete(KeyRange::prefix(prefix.clone())).await {
-            tracing::warn!(%namespace, %err, "draining namespace failed");
+async fn drain(api: Arc<Api>, namespace: String) {
+    let types: Vec<ResourceType> = api.registry().all().filter(|t| t.namespaced).cloned().collect();
+    loop {
+        let mut remaining = 0;
+        for rtype in &types {
+            let ctx = Context {
+                api: api.clone(),
+                rtype: rtype.clone(),
+                target: Target {
+                    group: rtype.group.clone(),
+                    version: rtype.version.clone(),
+                    namespace: Some(namespace.clone()),
+                    resource: Some(rtype.resource.clone()),
+                    ..Default::default()
+                },
+                query: Query::default(),
+                headers: HeaderMap::new(),
+            };
+            if let Err(status) = ctx.delete_collection().await {
+                tracing::warn!(%namespace, %status, "draining namespace failed");
+            }
+            // What is left is held by finalizers (or failed to delete).
+            match super::list::matching(&ctx).await {
+                Ok(items) => remaining += items.len(),
+                Err(status) => {
+                    tracing::warn!(%namespace, %status, "draining namespace failed");
+                    return;
+                }
+            }
+        }
+        if remaining == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let still_there = api.store.get(format!("/registry/namespaces/{namespace}")).await;
+        if !matches!(still_there, Ok(Some(_))) {
             return;
         }
     }

@@ -8,9 +8,11 @@
 pub mod auth;
 pub mod discovery;
 mod handlers;
+pub mod kinds;
 mod list;
 pub mod openapi;
 pub mod patch;
+mod protobuf;
 pub mod request;
 pub mod resources;
 mod scale;
@@ -44,15 +46,18 @@ pub struct Api {
     pub registry: RwLock<Registry>,
     /// `host:port` clients reach us on, for `/api`'s serverAddressByClientCIDRs.
     pub server_address: String,
+    /// Where Service cluster IPs and node ports come from.
+    pub service_ranges: kinds::ServiceRanges,
 }
 
 impl Api {
-    pub fn new(store: Store, server_address: String) -> Arc<Api> {
+    pub fn new(store: Store, server_address: String, service_ranges: kinds::ServiceRanges) -> Arc<Api> {
         Arc::new(Api {
             store,
             authorizer: Box::new(auth::AllowAuthenticated),
             registry: RwLock::new(Registry::builtin()),
             server_address,
+            service_ranges,
         })
     }
 
@@ -69,29 +74,78 @@ impl Api {
     }
 }
 
-/// Creates what every cluster has from its first start: the system namespaces.
+/// Creates what every cluster has from its first start: the system namespaces and
+/// the `default/kubernetes` Service (on the first address of the Service range),
+/// and points the Service's Endpoints at this server.
 pub async fn bootstrap(api: &Arc<Api>) -> Result<(), Status> {
+    use serde_json::json;
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        let target = Target {
-            version: "v1".into(),
-            resource: Some("namespaces".into()),
-            ..Default::default()
-        };
-        let ctx = handlers::Context {
-            api: api.clone(),
-            rtype: api.resource_type(&target)?,
-            target,
-            query: Query::default(),
-            headers: Default::default(),
-        };
-        let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match ctx.create(Bytes::from(body.to_string())).await {
-            Ok(_) => tracing::info!(namespace = name, "created"),
-            Err(status) if status.reason == "AlreadyExists" => {}
-            Err(status) => return Err(status),
-        }
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        ensure(api, "namespaces", None, body).await?;
     }
-    Ok(())
+    let (address, port) = api
+        .server_address
+        .rsplit_once(':')
+        .unwrap_or((&api.server_address, "6443"));
+    let port: u16 = port.parse().unwrap_or(6443);
+    let labels = json!({"component": "apiserver", "provider": "kubernetes"});
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
+        "spec": {
+            "clusterIP": api.service_ranges.first().to_string(),
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+        },
+    });
+    ensure(api, "services", Some("default"), service).await?;
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": address}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    let ctx = context(api, "endpoints", Some("default"), Some("kubernetes"))?;
+    match ctx.current().await {
+        Ok((current, _)) if current["subsets"] == endpoints["subsets"] => Ok(()),
+        Ok(_) => ctx.update(Bytes::from(endpoints.to_string())).await.map(|_| ()),
+        Err(status) if status.code == 404 => ensure(api, "endpoints", Some("default"), endpoints).await,
+        Err(status) => Err(status),
+    }
+}
+
+/// A request context for server-internal writes to a core/v1 resource.
+fn context(
+    api: &Arc<Api>,
+    resource: &str,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<handlers::Context, Status> {
+    let target = Target {
+        version: "v1".into(),
+        namespace: namespace.map(str::to_string),
+        resource: Some(resource.into()),
+        name: name.map(str::to_string),
+        ..Default::default()
+    };
+    Ok(handlers::Context {
+        api: api.clone(),
+        rtype: api.resource_type(&target)?,
+        target,
+        query: Query::default(),
+        headers: Default::default(),
+    })
+}
+
+/// Creates a core/v1 object unless it exists.
+async fn ensure(api: &Arc<Api>, resource: &str, namespace: Option<&str>, body: Value) -> Result<(), Status> {
+    let ctx = context(api, resource, namespace, None)?;
+    match ctx.create(Bytes::from(body.to_string())).await {
+        Ok(_) => {
+            tracing::info!(resource, name = %body["metadata"]["name"], "created");
+            Ok(())
+        }
+        Err(status) if status.reason == "AlreadyExists" => Ok(()),
+        Err(status) => Err(status),
+    }
 }
 
 /// The routes of the API: health, version, discovery and every resource path,

@@ -14,7 +14,7 @@ struct Harness {
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("state.db"), crate::store::Options::default()).unwrap();
-    let api = Api::new(store.clone(), "127.0.0.1:6443".into());
+    let api = Api::new(store.clone(), "127.0.0.1:6443".into(), kinds::default_ranges());
     bootstrap(&api).await.unwrap();
     Harness {
         _dir: dir,
@@ -421,4 +421,159 @@ async fn tables_for_kubectl() {
     assert_eq!(names, ["default", "kube-node-lease", "kube-public", "kube-system"]);
     assert_eq!(table["rows"][0]["cells"][1], "Active");
     assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+}
+
+fn service(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec})
+}
+
+#[tokio::test]
+async fn services_get_unique_cluster_ips_and_node_ports_that_are_released() {
+    let h = harness().await;
+    let (code, k8s) = h
+        .json("GET", "/api/v1/namespaces/default/services/kubernetes", None)
+        .await;
+    assert_eq!((code, k8s["spec"]["clusterIP"].as_str()), (200, Some("10.43.0.1")));
+    let (_, eps) = h
+        .json("GET", "/api/v1/namespaces/default/endpoints/kubernetes", None)
+        .await;
+    assert_eq!(eps["subsets"][0]["ports"][0]["port"], 6443);
+
+    let (code, a) = h
+        .json(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(service("a", json!({"type": "NodePort", "ports": [{"port": 80}]}))),
+        )
+        .await;
+    assert_eq!(code, 201, "{a}");
+    let ip = a["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.43.") && ip != "10.43.0.1");
+    assert_eq!(a["spec"]["ports"][0]["targetPort"], 80);
+    assert_eq!(a["spec"]["ports"][0]["protocol"], "TCP");
+    let node_port = a["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+
+    let (code, clash) = h
+        .json(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(service("b", json!({"clusterIP": ip, "ports": [{"port": 80}]}))),
+        )
+        .await;
+    assert_eq!(code, 422, "{clash}");
+    assert!(clash["message"].as_str().unwrap().contains("already allocated"));
+    let (code, _) = h
+        .json(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(service(
+                "c",
+                json!({"type": "NodePort", "ports": [{"port": 81, "nodePort": node_port}]}),
+            )),
+        )
+        .await;
+    assert_eq!(code, 422);
+
+    // An update without the IP keeps it; changing it is refused.
+    let mut update = a.clone();
+    update["spec"].as_object_mut().unwrap().remove("clusterIP");
+    update["spec"].as_object_mut().unwrap().remove("clusterIPs");
+    update["metadata"]["labels"] = json!({"x": "y"});
+    let (code, updated) = h
+        .json("PUT", "/api/v1/namespaces/default/services/a", Some(update))
+        .await;
+    assert_eq!(
+        (code, updated["spec"]["clusterIP"].as_str()),
+        (200, Some(ip.as_str())),
+        "{updated}"
+    );
+    let mut moved = updated.clone();
+    moved["spec"]["clusterIP"] = json!("10.43.9.9");
+    moved["spec"]["clusterIPs"] = json!(["10.43.9.9"]);
+    let (code, _) = h
+        .json("PUT", "/api/v1/namespaces/default/services/a", Some(moved))
+        .await;
+    assert_eq!(code, 422);
+
+    // Deleting the Service frees its IP and port for the next one.
+    let (code, _) = h.json("DELETE", "/api/v1/namespaces/default/services/a", None).await;
+    assert_eq!(code, 200);
+    let (code, reuse) = h
+        .json(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(service(
+                "d",
+                json!({"type": "NodePort", "clusterIP": ip, "ports": [{"port": 80, "nodePort": node_port}]}),
+            )),
+        )
+        .await;
+    assert_eq!(code, 201, "{reuse}");
+    let reservations = h
+        .store
+        .range(crate::store::Range::of(crate::store::KeyRange::prefix(
+            "/registry/ranges/",
+        )))
+        .await;
+    assert_eq!(
+        reservations.unwrap().count,
+        3,
+        "kubernetes' IP, d's IP and d's node port"
+    );
+}
+
+#[tokio::test]
+async fn workloads_and_pods_get_defaults_and_validation() {
+    let h = harness().await;
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]}}}});
+    let (code, created) = h
+        .json(
+            "POST",
+            "/apis/apps/v1/namespaces/default/deployments",
+            Some(deployment.clone()),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["spec"]["replicas"], 1);
+    assert_eq!(created["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    let pod_spec = &created["spec"]["template"]["spec"];
+    assert_eq!(pod_spec["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(pod_spec["dnsPolicy"], "ClusterFirst");
+
+    let mut bad = deployment.clone();
+    bad["metadata"]["name"] = json!("bad");
+    bad["spec"]["template"]["metadata"]["labels"] = json!({"app": "other"});
+    bad["spec"]["template"]["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("image");
+    let (code, invalid) = h
+        .json("POST", "/apis/apps/v1/namespaces/default/deployments", Some(bad))
+        .await;
+    assert_eq!(code, 422);
+    let fields: Vec<&str> = invalid["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.template.metadata.labels",
+            "spec.template.spec.containers[0].image"
+        ]
+    );
+
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}, "status": {"phase": "Running"}});
+    let (code, pod) = h.json("POST", "/api/v1/namespaces/default/pods", Some(pod)).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        pod["status"],
+        json!({"phase": "Pending", "qosClass": "BestEffort"}),
+        "status is the server's"
+    );
 }

@@ -1,0 +1,119 @@
+//! apps/v1 and batch/v1 workloads: the defaults kube-apiserver gives them (so
+//! controllers and `kubectl rollout` see what they expect) and their basic
+//! validation (a selector that matches the template).
+
+use serde_json::{Value, json};
+
+use super::core::{pod_spec_defaults, validate_pod_spec};
+use super::{invalid, required};
+use crate::api::status::Cause;
+
+fn set_default(object: &mut Value, field: &str, value: Value) {
+    if object.get(field).is_none_or(Value::is_null) {
+        object[field] = value;
+    }
+}
+
+pub fn workload_defaults(resource: &str, object: &mut Value) {
+    let spec = &mut object["spec"];
+    if resource != "daemonsets" {
+        set_default(spec, "replicas", json!(1));
+    }
+    match resource {
+        "deployments" => {
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(spec, "progressDeadlineSeconds", json!(600));
+            set_default(spec, "strategy", json!({"type": "RollingUpdate"}));
+            if spec["strategy"]["type"] == "RollingUpdate" {
+                set_default(&mut spec["strategy"], "rollingUpdate", json!({}));
+                set_default(&mut spec["strategy"]["rollingUpdate"], "maxSurge", json!("25%"));
+                set_default(&mut spec["strategy"]["rollingUpdate"], "maxUnavailable", json!("25%"));
+            }
+        }
+        "statefulsets" => {
+            set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            set_default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+        }
+        "daemonsets" => {
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
+        }
+        _ => {}
+    }
+    if resource == "replicationcontrollers" && spec["selector"].is_null() {
+        spec["selector"] = spec["template"]["metadata"]["labels"].clone();
+    }
+    if spec["template"]["spec"].is_object() {
+        pod_spec_defaults(&mut spec["template"]["spec"]);
+    }
+}
+
+pub fn job_defaults(object: &mut Value) {
+    let spec = &mut object["spec"];
+    set_default(spec, "parallelism", json!(1));
+    set_default(spec, "backoffLimit", json!(6));
+    set_default(spec, "completionMode", json!("NonIndexed"));
+    set_default(spec, "suspend", json!(false));
+    if spec["completions"].is_null() && spec["parallelism"] == 1 {
+        spec["completions"] = json!(1);
+    }
+    if spec["template"]["spec"].is_object() {
+        set_default(&mut spec["template"]["spec"], "restartPolicy", json!("Never"));
+        pod_spec_defaults(&mut spec["template"]["spec"]);
+    }
+}
+
+pub fn cronjob_defaults(object: &mut Value) {
+    let spec = &mut object["spec"];
+    set_default(spec, "concurrencyPolicy", json!("Allow"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "successfulJobsHistoryLimit", json!(3));
+    set_default(spec, "failedJobsHistoryLimit", json!(1));
+    if spec["jobTemplate"]["spec"].is_object() {
+        let mut job = json!({"spec": spec["jobTemplate"]["spec"].take()});
+        job_defaults(&mut job);
+        spec["jobTemplate"]["spec"] = job["spec"].take();
+    }
+}
+
+pub fn validate_workload(object: &Value) -> Vec<Cause> {
+    let spec = &object["spec"];
+    let mut causes = Vec::new();
+    let selector = &spec["selector"]["matchLabels"];
+    let labels = &spec["template"]["metadata"]["labels"];
+    if spec["selector"].is_null() {
+        causes.push(required("spec.selector"));
+    } else if let Some(wanted) = selector.as_object() {
+        let matches = wanted.iter().all(|(k, v)| labels.get(k) == Some(v));
+        if !matches {
+            causes.push(invalid(
+                "spec.template.metadata.labels",
+                labels,
+                "`selector` does not match template `labels`",
+            ));
+        }
+    }
+    if spec["replicas"].as_i64().is_some_and(|r| r < 0) {
+        causes.push(invalid(
+            "spec.replicas",
+            &spec["replicas"],
+            "must be greater than or equal to 0",
+        ));
+    }
+    causes.extend(validate_pod_spec(&spec["template"]["spec"], "spec.template.spec"));
+    causes
+}
