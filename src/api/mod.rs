@@ -137,6 +137,10 @@ fn context(
 
 /// Creates a core/v1 object unless it exists.
 async fn ensure(api: &Arc<Api>, resource: &str, namespace: Option<&str>, body: Value) -> Result<(), Status> {
+    let name = body["metadata"]["name"].as_str().unwrap_or_default();
+    if context(api, resource, namespace, Some(name))?.current().await.is_ok() {
+        return Ok(());
+    }
     let ctx = context(api, resource, namespace, None)?;
     match ctx.create(Bytes::from(body.to_string())).await {
         Ok(_) => {
