@@ -278,3 +278,73 @@ fn bad_requests_are_reported_like_kubernetes() {
     assert!(!denied.status.success());
     assert!(denied.stderr.contains("Unauthorized"), "{denied:?}");
 }
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names: {plural: crontabs, singular: crontab, kind: CronTab, shortNames: [ct]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Spec, type: string, jsonPath: .spec.cronSpec}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [cronSpec]
+            properties:
+              cronSpec: {type: string}
+              replicas: {type: integer, minimum: 1, default: 1}
+"#;
+
+#[test]
+fn custom_resources_through_kubectl() {
+    let c = Cluster::start();
+    assert!(
+        c.apply(CRD)
+            .ok()
+            .contains("customresourcedefinition.apiextensions.k8s.io/crontabs.stable.example.com created")
+    );
+    c.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=20s",
+        "crd/crontabs.stable.example.com",
+    ]);
+    let created = c.apply(
+        "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: nightly\n  namespace: default\nspec:\n  cronSpec: \"0 3 * * *\"\n",
+    );
+    assert!(created.ok().contains("crontab.stable.example.com/nightly created"));
+    let table = c.ok(&["get", "ct"]);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["NAME", "SPEC", "REPLICAS", "AGE"]);
+    assert_eq!(&rows[1][..2], &["nightly", "0"]);
+    assert_eq!(
+        c.ok(&["get", "crontab", "nightly", "-o", "jsonpath={.spec.replicas}"]),
+        "1",
+        "schema default"
+    );
+
+    let invalid = c.apply(
+        "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: broken\n  namespace: default\nspec:\n  replicas: 0\n",
+    );
+    assert!(!invalid.status.success());
+    assert!(invalid.stderr.contains("spec.cronSpec: Required value"), "{invalid:?}");
+
+    c.ok(&["delete", "crd", "crontabs.stable.example.com"]);
+    let gone = c.kubectl(&["get", "crontabs"]);
+    assert!(!gone.status.success(), "{gone:?}");
+}

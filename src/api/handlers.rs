@@ -372,6 +372,7 @@ impl Context {
             map.remove("status");
         }
         kinds::defaults(&self.rtype, &mut object);
+        self.apply_schema(&mut object)?;
 
         let fixed_name = given.is_some();
         if given.is_none() && generate.is_none() {
@@ -423,6 +424,7 @@ impl Context {
                 .map_err(store_error)?;
             if result.succeeded {
                 set_resource_version(&mut candidate, result.revision);
+                self.written(&candidate, false);
                 return self.respond(StatusCode::CREATED, &candidate);
             }
             let name_taken = matches!(&result.results[..], [OpResult::Range(r)] if !r.kvs.is_empty());
@@ -507,6 +509,12 @@ impl Context {
     /// Returns the object as stored (unchanged objects are not written).
     pub(super) async fn commit(&self, current: &Value, revision: i64, mut next: Value) -> Result<Value, Status> {
         set_resource_version(&mut next, revision);
+        if self.target.subresource.as_deref() != Some("scale") {
+            self.apply_schema(&mut next)?;
+        }
+        if self.rtype.resource == "customresourcedefinitions" && self.rtype.group == "apiextensions.k8s.io" {
+            super::crd::status_on_write(&mut next);
+        }
         if matches!(self.target.subresource.as_deref(), None | Some("scale")) {
             self.check_valid(&next, Some(current))?;
             self.allocate(&mut next, Some(current)).await?;
@@ -543,7 +551,49 @@ impl Context {
             return Err(self.stale());
         }
         set_resource_version(&mut next, result.revision);
+        self.written(&next, finished);
         Ok(next)
+    }
+
+    /// Side effects of a successful write: a CRD's resources are served (or not).
+    fn written(&self, object: &Value, gone: bool) {
+        if self.rtype.resource != "customresourcedefinitions" || self.rtype.group != "apiextensions.k8s.io" {
+            return;
+        }
+        super::crd::sync(&self.api, object, gone);
+        if gone {
+            tokio::spawn(super::crd::delete_instances(self.api.clone(), object.clone()));
+        }
+    }
+
+    /// A custom resource against its version's schema: unknown fields pruned (or
+    /// refused with `fieldValidation=Strict`), defaults filled, 422 on violations.
+    fn apply_schema(&self, object: &mut Value) -> Result<(), Status> {
+        let Some(schema) = self.rtype.custom.as_ref().map(|c| &c.schema).filter(|s| s.is_object()) else {
+            return Ok(());
+        };
+        let outcome = super::schema::apply(schema, object);
+        if self.query.get("fieldValidation") == Some("Strict") && !outcome.unknown.is_empty() {
+            let fields: Vec<String> = outcome
+                .unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
+            return Err(Status::bad_request(format!(
+                "strict decoding error: {}",
+                fields.join(", ")
+            )));
+        }
+        if outcome.causes.is_empty() {
+            return Ok(());
+        }
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        Err(Status::invalid(
+            &self.rtype.kind,
+            &self.rtype.group,
+            &name,
+            outcome.causes,
+        ))
     }
 
     pub async fn update(&self, body: Bytes) -> Result<Response, Status> {
@@ -713,6 +763,7 @@ impl Context {
                     .await
                     .map_err(store_error)?;
                 if result.succeeded {
+                    self.written(&current, true);
                     self.respond(StatusCode::OK, &current)
                 } else {
                     Err(self.stale())

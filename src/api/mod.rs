@@ -6,6 +6,7 @@
 //! store revision. Every failure is a `Status`.
 
 pub mod auth;
+pub mod crd;
 pub mod discovery;
 mod handlers;
 pub mod kinds;
@@ -16,6 +17,7 @@ mod protobuf;
 pub mod request;
 pub mod resources;
 mod scale;
+pub mod schema;
 pub mod selectors;
 pub mod status;
 mod table;
@@ -79,6 +81,10 @@ impl Api {
 /// and points the Service's Endpoints at this server.
 pub async fn bootstrap(api: &Arc<Api>) -> Result<(), Status> {
     use serde_json::json;
+    let crds = crd::load(api).await?;
+    if crds > 0 {
+        tracing::info!(crds, "serving custom resources");
+    }
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         ensure(api, "namespaces", None, body).await?;

@@ -2,7 +2,9 @@
 //! scope, names, subresources and where their objects live in the store. Built-in
 //! kinds come from one table; custom resources will be added at run time.
 
+use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One resource type, e.g. `apps/v1 deployments`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +20,18 @@ pub struct ResourceType {
     pub categories: Vec<String>,
     /// Subresources served below each object: `status`, `scale`, ...
     pub subresources: Vec<String>,
+    /// What a CustomResourceDefinition says about a custom resource version.
+    pub custom: Option<Arc<CustomSpec>>,
+}
+
+/// The parts of a CRD version the handlers use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomSpec {
+    /// `openAPIV3Schema` (Null when the version has none).
+    pub schema: Value,
+    pub printer_columns: Vec<Value>,
+    /// The `scale` subresource's paths, Null without one.
+    pub scale: Value,
 }
 
 impl ResourceType {
@@ -259,6 +273,7 @@ impl Registry {
                 short_names: words(short),
                 categories: words(categories),
                 subresources: words(subresources),
+                custom: None,
             });
         }
         registry
@@ -267,6 +282,11 @@ impl Registry {
     pub fn add(&mut self, t: ResourceType) {
         self.types
             .insert((t.group.clone(), t.version.clone(), t.resource.clone()), t);
+    }
+
+    /// Stops serving every version of a group's resource.
+    pub fn remove(&mut self, group: &str, resource: &str) {
+        self.types.retain(|(g, _, r), _| !(g == group && r == resource));
     }
 
     pub fn get(&self, group: &str, version: &str, resource: &str) -> Option<&ResourceType> {

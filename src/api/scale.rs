@@ -11,20 +11,54 @@ use super::handlers::Context;
 use super::json_response;
 use super::status::{Cause, Status};
 
+/// Where the replica counts and selector live: the built-in workloads' fields, or
+/// the paths a CRD's scale subresource names (`.spec.replicas` style).
+struct Paths {
+    spec_replicas: String,
+    status_replicas: String,
+    selector: Option<String>,
+}
+
+impl Paths {
+    fn of(ctx: &Context) -> Paths {
+        let pointer = |path: &Value| path.as_str().map(|p| p.replace('.', "/"));
+        match ctx.rtype.custom.as_ref().map(|c| &c.scale).filter(|s| s.is_object()) {
+            Some(scale) => Paths {
+                spec_replicas: pointer(&scale["specReplicasPath"]).unwrap_or_else(|| "/spec/replicas".into()),
+                status_replicas: pointer(&scale["statusReplicasPath"]).unwrap_or_else(|| "/status/replicas".into()),
+                selector: pointer(&scale["labelSelectorPath"]),
+            },
+            None => Paths {
+                spec_replicas: "/spec/replicas".into(),
+                status_replicas: "/status/replicas".into(),
+                selector: None,
+            },
+        }
+    }
+}
+
 /// The Scale view of a workload.
-fn scale_of(parent: &Value) -> Value {
+fn scale_of(parent: &Value, paths: &Paths) -> Value {
     let meta = &parent["metadata"];
-    let selector = parent["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .or_else(|| parent["spec"]["selector"].as_object())
-        .map(|labels| {
-            labels
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = match &paths.selector {
+        Some(p) => parent
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        None => parent["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .or_else(|| parent["spec"]["selector"].as_object())
+            .map(|labels| {
+                labels
+                    .iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default(),
+    };
+    let replicas = |p: &str, default: i64| parent.pointer(p).and_then(Value::as_i64).unwrap_or(default);
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -35,8 +69,8 @@ fn scale_of(parent: &Value) -> Value {
             "resourceVersion": meta["resourceVersion"],
             "creationTimestamp": meta["creationTimestamp"],
         },
-        "spec": {"replicas": parent["spec"]["replicas"].as_i64().unwrap_or(1)},
-        "status": {"replicas": parent["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+        "spec": {"replicas": replicas(&paths.spec_replicas, 1)},
+        "status": {"replicas": replicas(&paths.status_replicas, 0), "selector": selector},
     })
 }
 
@@ -58,7 +92,8 @@ fn replicas_of(scale: &Value, ctx: &Context) -> Result<i64, Status> {
 
 pub async fn handle(ctx: &Context, method: &Method, body: Bytes) -> Result<Response, Status> {
     let (parent, revision) = ctx.current().await?;
-    let scale = scale_of(&parent);
+    let paths = Paths::of(ctx);
+    let scale = scale_of(&parent, &paths);
     let wanted = match *method {
         Method::GET => return Ok(json_response(StatusCode::OK, &scale)),
         Method::PUT => {
@@ -95,10 +130,13 @@ pub async fn handle(ctx: &Context, method: &Method, body: Bytes) -> Result<Respo
         _ => return Err(Status::method_not_allowed()),
     };
     let mut next = parent.clone();
-    next["spec"]["replicas"] = json!(wanted);
+    match next.pointer_mut(&paths.spec_replicas) {
+        Some(slot) => *slot = json!(wanted),
+        None => next["spec"]["replicas"] = json!(wanted),
+    }
     let next = ctx.updated(&parent, next);
     let written = ctx.commit(&parent, revision, next).await?;
-    Ok(json_response(StatusCode::OK, &scale_of(&written)))
+    Ok(json_response(StatusCode::OK, &scale_of(&written, &paths)))
 }
 
 #[cfg(test)]
@@ -109,7 +147,12 @@ mod tests {
     fn scale_mirrors_replicas_and_selector() {
         let deploy = json!({"metadata": {"name": "web", "namespace": "a", "resourceVersion": "7"},
             "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
-        let scale = scale_of(&deploy);
+        let paths = Paths {
+            spec_replicas: "/spec/replicas".into(),
+            status_replicas: "/status/replicas".into(),
+            selector: None,
+        };
+        let scale = scale_of(&deploy, &paths);
         assert_eq!(scale["spec"]["replicas"], 3);
         assert_eq!(scale["status"], json!({"replicas": 2, "selector": "app=web"}));
         assert_eq!(scale["metadata"]["resourceVersion"], "7");

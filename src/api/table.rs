@@ -281,6 +281,60 @@ fn job_status(o: &Value) -> Value {
     })
 }
 
+type Cells = Vec<Box<dyn Fn(&Value) -> Value>>;
+
+/// A CRD's `additionalPrinterColumns`, after the Name column kube-apiserver adds.
+fn printer_columns(columns: &[Value]) -> (Vec<Value>, Cells) {
+    let mut definitions = vec![
+        json!({"name": NAME.name, "type": "string", "format": "name", "description": NAME.description, "priority": 0}),
+    ];
+    let mut cells: Cells = vec![Box::new(NAME.cell)];
+    for c in columns {
+        let kind = c["type"].as_str().unwrap_or("string").to_string();
+        definitions.push(json!({
+            "name": c["name"], "type": kind, "format": c["format"].as_str().unwrap_or(""),
+            "description": c["description"].as_str().unwrap_or(""), "priority": c["priority"].as_i64().unwrap_or(0),
+        }));
+        let pointer = json_path_pointer(c["jsonPath"].as_str().unwrap_or(""));
+        cells.push(Box::new(move |o: &Value| {
+            let value = pointer
+                .as_deref()
+                .and_then(|p| o.pointer(p))
+                .cloned()
+                .unwrap_or(Value::Null);
+            match (kind.as_str(), &value) {
+                ("date", Value::String(t)) => json!(time::age(Some(t))),
+                (_, Value::Null) => Value::Null,
+                _ => value,
+            }
+        }));
+    }
+    (definitions, cells)
+}
+
+/// `.spec.items[0].name` → `/spec/items/0/name` (the simple JSONPath that
+/// printer columns use); `None` for expressions beyond that.
+fn json_path_pointer(path: &str) -> Option<String> {
+    let path = path.trim().trim_start_matches('{').trim_end_matches('}');
+    let path = path.strip_prefix('.')?;
+    let mut pointer = String::new();
+    for part in path.split('.') {
+        let (name, rest) = part.split_once('[').unwrap_or((part, ""));
+        if name.is_empty() {
+            return None;
+        }
+        pointer.push('/');
+        pointer.push_str(name);
+        if !rest.is_empty() {
+            let index = rest.strip_suffix(']')?;
+            index.parse::<usize>().ok()?;
+            pointer.push('/');
+            pointer.push_str(index);
+        }
+    }
+    Some(pointer)
+}
+
 /// The columns kubectl shows for a resource (k8s.io/kubernetes printers.go).
 fn columns(rtype: &ResourceType) -> Vec<Column> {
     match (rtype.group.as_str(), rtype.resource.as_str()) {
@@ -495,24 +549,34 @@ fn columns(rtype: &ResourceType) -> Vec<Column> {
                 AGE,
             ]
         }
-        _ if rtype.is_builtin() && rtype.resource != "customresourcedefinitions" => vec![NAME, AGE],
-        _ => vec![NAME, CREATED_AT],
+        (_, "customresourcedefinitions") => vec![NAME, CREATED_AT],
+        _ => vec![NAME, AGE],
     }
 }
 
 /// A Table of `objects`; `list_meta` is the list's metadata (resourceVersion, continue).
 pub fn render(rtype: &ResourceType, objects: &[Value], list_meta: Option<Value>, form: Form) -> Value {
-    let columns = columns(rtype);
-    let definitions: Vec<Value> = columns
-        .iter()
-        .map(|c| {
-            json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority})
-        })
-        .collect();
+    let (definitions, cells) = match rtype.custom.as_ref().filter(|c| !c.printer_columns.is_empty()) {
+        Some(custom) => printer_columns(&custom.printer_columns),
+        None => {
+            let columns = columns(rtype);
+            let definitions = columns
+                .iter()
+                .map(|c| {
+                    json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority})
+                })
+                .collect();
+            let cells: Vec<Box<dyn Fn(&Value) -> Value>> = columns
+                .into_iter()
+                .map(|c| Box::new(c.cell) as Box<dyn Fn(&Value) -> Value>)
+                .collect();
+            (definitions, cells)
+        }
+    };
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let cells: Vec<Value> = columns.iter().map(|c| (c.cell)(object)).collect();
+            let cells: Vec<Value> = cells.iter().map(|cell| cell(object)).collect();
             let mut row = json!({"cells": cells});
             match form {
                 Form::Metadata => {

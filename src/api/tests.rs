@@ -163,7 +163,7 @@ async fn bad_input_gets_status_errors() {
             "POST",
             "/api/v1/namespaces/default/configmaps",
             Some(json!({})),
-            &[("content-type", "application/vnd.kubernetes.protobuf")],
+            &[("content-type", "text/csv")],
         )
         .await;
     assert_eq!(code, 415);
@@ -576,4 +576,99 @@ async fn workloads_and_pods_get_defaults_and_validation() {
         json!({"phase": "Pending", "qosClass": "BestEffort"}),
         "status is the server's"
     );
+}
+
+fn crontab_crd() -> Value {
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "crontabs.stable.example.com"},
+        "spec": {"group": "stable.example.com", "scope": "Namespaced",
+            "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab", "shortNames": ["ct"]},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "required": ["cronSpec"], "properties": {
+                        "cronSpec": {"type": "string"},
+                        "replicas": {"type": "integer", "minimum": 1, "default": 1}}},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}})
+}
+
+#[tokio::test]
+async fn custom_resources_are_served_validated_and_removed_with_their_crd() {
+    let h = harness().await;
+    let (code, crd) = h
+        .json(
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            Some(crontab_crd()),
+        )
+        .await;
+    assert_eq!(code, 201, "{crd}");
+    assert_eq!(crd["status"]["conditions"][1]["type"], "Established");
+    let (code, discovery) = h.json("GET", "/apis/stable.example.com/v1", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(discovery["resources"][0]["name"], "crontabs");
+
+    let base = "/apis/stable.example.com/v1/namespaces/default/crontabs";
+    let cr = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "c1"},
+        "spec": {"cronSpec": "* * * * */5", "unknown": true}});
+    let (code, created) = h.json("POST", base, Some(cr.clone())).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        created["spec"],
+        json!({"cronSpec": "* * * * */5", "replicas": 1}),
+        "pruned and defaulted"
+    );
+    assert_eq!(created["metadata"]["generation"], 1);
+
+    let mut strict = cr.clone();
+    strict["metadata"]["name"] = json!("c2");
+    let (code, refused) = h
+        .json("POST", &format!("{base}?fieldValidation=Strict"), Some(strict))
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field \"spec.unknown\"")
+    );
+    let invalid = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "c3"},
+        "spec": {"replicas": 0}});
+    let (code, refused) = h.json("POST", base, Some(invalid)).await;
+    assert_eq!(code, 422, "{refused}");
+
+    let (code, with_status) = h
+        .call(
+            "PATCH",
+            &format!("{base}/c1/status"),
+            Some(json!({"status": {"phase": "Ok"}})),
+            &[("content-type", "application/merge-patch+json")],
+        )
+        .await;
+    assert_eq!(code, 200, "{with_status}");
+    let (_, list) = h.json("GET", "/apis/stable.example.com/v1/crontabs", None).await;
+    assert_eq!(list["items"][0]["status"]["phase"], "Ok");
+
+    let (code, _) = h
+        .json(
+            "DELETE",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/crontabs.stable.example.com",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(h.json("GET", base, None).await.0, 404, "no longer served");
+    for _ in 0..50 {
+        let left = h
+            .store
+            .range(crate::store::Range::of(crate::store::KeyRange::prefix(
+                "/registry/stable.example.com/",
+            )))
+            .await;
+        if left.unwrap().count == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the CRD's objects were not removed");
 }

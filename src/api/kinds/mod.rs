@@ -28,6 +28,7 @@ pub fn defaults(rtype: &ResourceType, object: &mut Value) {
         }
         ("batch", "jobs") => apps::job_defaults(object),
         ("batch", "cronjobs") => apps::cronjob_defaults(object),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => crate::api::crd::status_on_write(object),
         _ => {}
     }
 }
