@@ -10,7 +10,7 @@ use super::resources::{Registry, ResourceType};
 pub const KUBERNETES_MINOR: &str = "33";
 
 /// Subresources the handlers serve today.
-const SERVED_SUBRESOURCES: &[&str] = &["status", "scale"];
+const SERVED_SUBRESOURCES: &[&str] = &["status", "scale", "binding", "eviction"];
 
 const VERBS: &[&str] = &[
     "create",
@@ -109,11 +109,20 @@ fn subresource_entry(t: &ResourceType, sub: &str) -> Value {
         "kind": t.kind,
         "verbs": ["get", "patch", "update"],
     });
-    if sub == "scale" {
-        // kubectl finds the scale kind here (else it assumes the parent's group).
-        entry["group"] = json!("autoscaling");
+    // Clients find these kinds here (else they assume the parent's group).
+    let (group, kind) = match sub {
+        "scale" => ("autoscaling", "Scale"),
+        "eviction" => ("policy", "Eviction"),
+        "binding" => ("", "Binding"),
+        _ => return entry,
+    };
+    if !group.is_empty() {
+        entry["group"] = json!(group);
         entry["version"] = json!("v1");
-        entry["kind"] = json!("Scale");
+    }
+    entry["kind"] = json!(kind);
+    if sub != "scale" {
+        entry["verbs"] = json!(["create"]);
     }
     entry
 }

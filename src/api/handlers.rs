@@ -167,6 +167,20 @@ fn spec_of(object: &Value) -> Value {
 }
 
 impl Context {
+    /// The same request, addressed to the object itself rather than a subresource.
+    pub(super) fn object_context(&self) -> Context {
+        Context {
+            api: self.api.clone(),
+            rtype: self.rtype.clone(),
+            target: Target {
+                subresource: None,
+                ..self.target.clone()
+            },
+            query: self.query.clone(),
+            headers: HeaderMap::new(),
+        }
+    }
+
     pub(super) fn name(&self) -> &str {
         self.target.name.as_deref().unwrap_or_default()
     }
@@ -523,7 +537,9 @@ impl Context {
             return Ok(next);
         }
         let key = self.key(self.name());
-        let finished = next["metadata"]["deletionTimestamp"].is_string() && finalizers(&next).is_empty();
+        let finished = next["metadata"]["deletionTimestamp"].is_string()
+            && next["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0
+            && finalizers(&next).is_empty();
         let held = kinds::reservations(&self.rtype, current);
         let wanted = if finished {
             Vec::new()
@@ -727,15 +743,24 @@ impl Context {
                     ),
                 ));
             }
-            let result = if !finalizers(&current).is_empty() || self.rtype.resource == "namespaces" {
-                // Mark for deletion; whoever owns the finalizers finishes it.
-                if current["metadata"]["deletionTimestamp"].is_string() {
+            let grace = self.pod_grace_period(&options, &current)?;
+            let held = !finalizers(&current).is_empty() || self.rtype.resource == "namespaces";
+            let terminating = current["metadata"]["deletionTimestamp"].is_string();
+            // A second delete with grace 0 (`--force --grace-period=0`) finishes a graceful one.
+            let forced = terminating && grace == Some(0) && !held;
+            let result = if (held || grace.is_some_and(|g| g > 0)) && !forced {
+                // Mark for deletion; the finalizers' owners (or the kubelet) finish it.
+                if terminating {
                     return self.respond(StatusCode::OK, &current);
                 }
+                let grace = grace.unwrap_or(0);
                 let mut next = current.clone();
                 let m = meta(&mut next);
-                m.insert("deletionTimestamp".into(), json!(time::now_rfc3339()));
-                m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(time::format_rfc3339(time::now_seconds() + grace)),
+                );
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 if self.rtype.resource == "namespaces" {
                     next["status"]["phase"] = json!("Terminating");
                 }
@@ -775,6 +800,28 @@ impl Context {
             }
         }
         Err(self.stale())
+    }
+
+    /// How long a pod gets to stop: the request's `gracePeriodSeconds`, else the
+    /// pod's `terminationGracePeriodSeconds`; 0 for a pod no node runs (nothing to
+    /// wait for). `None` for other kinds.
+    fn pod_grace_period(&self, options: &Value, pod: &Value) -> Result<Option<i64>, Status> {
+        if !(self.rtype.group.is_empty() && self.rtype.resource == "pods") {
+            return Ok(None);
+        }
+        let unscheduled = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+        let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        if unscheduled || finished {
+            return Ok(Some(0));
+        }
+        let requested = match options["gracePeriodSeconds"].as_i64() {
+            Some(g) => Some(g),
+            None => self.query.int("gracePeriodSeconds")?,
+        };
+        let grace = requested
+            .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+            .unwrap_or(30);
+        Ok(Some(grace.max(0)))
     }
 
     pub async fn delete_collection(&self) -> Result<Response, Status> {

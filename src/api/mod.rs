@@ -13,6 +13,7 @@ pub mod kinds;
 mod list;
 pub mod openapi;
 pub mod patch;
+mod pods;
 mod protobuf;
 pub mod request;
 pub mod resources;
@@ -222,6 +223,7 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
     if let Some(sub) = &target.subresource {
         let served = sub == "status" && rtype.has_status()
             || sub == "scale" && rtype.subresources.iter().any(|s| s == "scale")
+            || matches!(sub.as_str(), "binding" | "eviction") && rtype.group.is_empty() && rtype.resource == "pods"
             || sub == "finalize" && rtype.resource == "namespaces";
         if !served {
             return Err(Status::no_route());
@@ -234,8 +236,12 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
         query,
         headers,
     };
-    if ctx.target.subresource.as_deref() == Some("scale") {
-        return scale::handle(&ctx, &method, read_body(body).await?).await;
+    match (ctx.target.subresource.as_deref(), &method) {
+        (Some("scale"), _) => return scale::handle(&ctx, &method, read_body(body).await?).await,
+        (Some("binding"), &Method::POST) => return pods::bind(&ctx, read_body(body).await?).await,
+        (Some("eviction"), &Method::POST) => return pods::evict(&ctx, read_body(body).await?).await,
+        (Some("binding" | "eviction"), _) => return Err(Status::method_not_allowed()),
+        _ => {}
     }
     let read_body = || async { read_body(body).await };
     match (method, ctx.target.name.is_some()) {

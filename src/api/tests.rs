@@ -672,3 +672,71 @@ async fn custom_resources_are_served_validated_and_removed_with_their_crd() {
     }
     panic!("the CRD's objects were not removed");
 }
+
+#[tokio::test]
+async fn binding_eviction_and_graceful_pod_deletion() {
+    let h = harness().await;
+    let pod = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "db"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}], "terminationGracePeriodSeconds": 20}})
+    };
+    let pods = "/api/v1/namespaces/default/pods";
+    h.json("POST", pods, Some(pod("a"))).await;
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "a"}, "target": {"kind": "Node", "name": "n1"}});
+    let (code, _) = h
+        .json("POST", &format!("{pods}/a/binding"), Some(binding.clone()))
+        .await;
+    assert_eq!(code, 201);
+    let (_, bound) = h.json("GET", &format!("{pods}/a"), None).await;
+    assert_eq!(bound["spec"]["nodeName"], "n1");
+    assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
+    let (code, again) = h.json("POST", &format!("{pods}/a/binding"), Some(binding)).await;
+    assert_eq!((code, again["reason"].as_str()), (409, Some("Conflict")));
+
+    // A pod on a node terminates gracefully; a forced delete finishes it.
+    let (code, terminating) = h.json("DELETE", &format!("{pods}/a"), None).await;
+    assert_eq!(
+        (code, terminating["metadata"]["deletionGracePeriodSeconds"].as_i64()),
+        (200, Some(20))
+    );
+    let (_, mut still) = h.json("GET", &format!("{pods}/a"), None).await;
+    still["status"]["phase"] = json!("Running");
+    let (code, _) = h.json("PUT", &format!("{pods}/a/status"), Some(still)).await;
+    assert_eq!(code, 200, "a terminating pod still takes status updates");
+    let (code, _) = h.json("DELETE", &format!("{pods}/a?gracePeriodSeconds=0"), None).await;
+    assert_eq!(code, 200);
+    assert_eq!(h.json("GET", &format!("{pods}/a"), None).await.0, 404);
+
+    // Eviction honours a PodDisruptionBudget that allows no disruption.
+    h.json("POST", pods, Some(pod("b"))).await;
+    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "db"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}});
+    h.json(
+        "POST",
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
+        Some(pdb),
+    )
+    .await;
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "b"}});
+    let (code, refused) = h
+        .json("POST", &format!("{pods}/b/eviction"), Some(eviction.clone()))
+        .await;
+    assert_eq!(
+        (code, refused["reason"].as_str()),
+        (429, Some("TooManyRequests")),
+        "{refused}"
+    );
+    h.json(
+        "DELETE",
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets/db",
+        None,
+    )
+    .await;
+    let (code, _) = h.json("POST", &format!("{pods}/b/eviction"), Some(eviction)).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        h.json("GET", &format!("{pods}/b"), None).await.0,
+        404,
+        "an unscheduled pod goes at once"
+    );
+}
