@@ -285,10 +285,11 @@ impl Context {
     /// One object, as JSON or as a Table when the client asked for one.
     fn respond(&self, code: StatusCode, object: &Value) -> Result<Response, Status> {
         match table::requested(&self.headers, self.query.get("includeObject"))? {
-            Some(form) => Ok(json_response(
+            Some(table::View::Table(form)) => Ok(json_response(
                 code,
                 &table::render(&self.rtype, std::slice::from_ref(object), None, form),
             )),
+            Some(table::View::Metadata) => Ok(json_response(code, &table::partial(object))),
             None => Ok(json_response(code, object)),
         }
     }

@@ -163,11 +163,19 @@ pub async fn list(ctx: &Context) -> Result<Response, Status> {
     if let Some(next) = &next {
         metadata["continue"] = json!(encode_continue(revision, next));
     }
-    if let Some(form) = table::requested(&ctx.headers, ctx.query.get("includeObject"))? {
-        return Ok(json_response(
-            StatusCode::OK,
-            &table::render(&ctx.rtype, &items, Some(metadata), form),
-        ));
+    match table::requested(&ctx.headers, ctx.query.get("includeObject"))? {
+        Some(table::View::Table(form)) => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &table::render(&ctx.rtype, &items, Some(metadata), form),
+            ));
+        }
+        Some(table::View::Metadata) => {
+            let items: Vec<Value> = items.iter().map(table::partial).collect();
+            let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items});
+            return Ok(json_response(StatusCode::OK, &list));
+        }
+        None => {}
     }
     let list = json!({
         "kind": format!("{}List", ctx.rtype.kind),
@@ -217,7 +225,7 @@ pub async fn watch(ctx: Context) -> Result<Response, Status> {
         Some(s) if s > 0 => Duration::from_secs(s as u64).min(MAX_WATCH),
         _ => MAX_WATCH,
     };
-    let form = table::requested(&ctx.headers, ctx.query.get("includeObject"))?;
+    let view = table::requested(&ctx.headers, ctx.query.get("includeObject"))?;
     let range = selectors.range(&ctx);
 
     // Without a resourceVersion (or "0") the watch starts with the current state.
@@ -247,7 +255,7 @@ pub async fn watch(ctx: Context) -> Result<Response, Status> {
         ctx,
         selectors,
         tx,
-        form,
+        view,
         first_table: true,
     };
     tokio::spawn(stream.run(watcher, initial, start - 1, timeout, bookmarks, send_initial));
@@ -260,7 +268,7 @@ struct Stream {
     ctx: Context,
     selectors: Selectors,
     tx: mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
-    form: Option<table::Form>,
+    view: Option<table::View>,
     first_table: bool,
 }
 
@@ -361,8 +369,8 @@ impl Stream {
     }
 
     async fn send(&mut self, kind: &str, object: Value) -> bool {
-        let object = match self.form {
-            Some(form) => {
+        let object = match self.view {
+            Some(table::View::Table(form)) => {
                 let mut t = table::render(&self.ctx.rtype, &[object], None, form);
                 if !self.first_table {
                     t["columnDefinitions"] = json!([]);
@@ -370,6 +378,7 @@ impl Stream {
                 self.first_table = false;
                 t
             }
+            Some(table::View::Metadata) => table::partial(&object),
             None => object,
         };
         self.send_raw(kind, object).await

@@ -18,9 +18,18 @@ pub enum Form {
     Nothing,
 }
 
-/// Whether the client asked for a Table (`Accept: application/json;as=Table;g=meta.k8s.io;v=v1`),
-/// and what rows carry (`includeObject`).
-pub fn requested(headers: &HeaderMap, include: Option<&str>) -> Result<Option<Form>, Status> {
+/// A representation other than the object itself that the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// `as=Table`, rows carrying what `includeObject` says.
+    Table(Form),
+    /// `as=PartialObjectMetadata(List)`: metadata only (metadata informers, GC).
+    Metadata,
+}
+
+/// The view the `Accept` header asks for (`application/json;as=Table;g=meta.k8s.io;v=v1`
+/// and the like), first acceptable choice first; `None` for plain objects.
+pub fn requested(headers: &HeaderMap, include: Option<&str>) -> Result<Option<View>, Status> {
     let form = match include {
         None | Some("Metadata") => Form::Metadata,
         Some("Object") => Form::Object,
@@ -34,14 +43,29 @@ pub fn requested(headers: &HeaderMap, include: Option<&str>) -> Result<Option<Fo
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     for choice in accept.split(',') {
         let params: Vec<&str> = choice.split(';').map(str::trim).collect();
-        if !params.contains(&"as=Table") {
+        let meta_v1 = params.contains(&"g=meta.k8s.io") && (params.contains(&"v=v1") || params.contains(&"v=v1beta1"));
+        if !meta_v1 {
+            if params
+                .first()
+                .is_some_and(|m| matches!(*m, "application/json" | "*/*" | "application/*"))
+            {
+                return Ok(None);
+            }
             continue;
         }
-        if params.contains(&"g=meta.k8s.io") && (params.contains(&"v=v1") || params.contains(&"v=v1beta1")) {
-            return Ok(Some(form));
+        if params.contains(&"as=Table") {
+            return Ok(Some(View::Table(form)));
+        }
+        if params.contains(&"as=PartialObjectMetadata") || params.contains(&"as=PartialObjectMetadataList") {
+            return Ok(Some(View::Metadata));
         }
     }
     Ok(None)
+}
+
+/// An object reduced to its metadata.
+pub fn partial(object: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"]})
 }
 
 /// One column: its definition and how a row's cell is computed.

@@ -740,3 +740,34 @@ async fn binding_eviction_and_graceful_pod_deletion() {
         "an unscheduled pod goes at once"
     );
 }
+
+#[tokio::test]
+async fn partial_object_metadata_for_metadata_clients() {
+    let h = harness().await;
+    h.json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(configmap("m", json!({"a": "b"}))),
+    )
+    .await;
+    let accept = [(
+        "accept",
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+    )];
+    let (code, body) = h
+        .call("GET", "/api/v1/namespaces/default/configmaps", None, &accept)
+        .await;
+    assert_eq!(code, 200);
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["items"][0]["metadata"]["labels"]["a"], "b");
+    assert!(list["items"][0].get("data").is_none());
+    let one = [("accept", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")];
+    let (_, body) = h
+        .call("GET", "/api/v1/namespaces/default/configmaps/m", None, &one)
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["kind"],
+        "PartialObjectMetadata"
+    );
+}
