@@ -11,6 +11,7 @@ pub mod discovery;
 mod handlers;
 pub mod kinds;
 mod list;
+mod metrics;
 pub mod openapi;
 pub mod patch;
 mod pods;
@@ -51,6 +52,7 @@ pub struct Api {
     pub server_address: String,
     /// Where Service cluster IPs and node ports come from.
     pub service_ranges: kinds::ServiceRanges,
+    metrics: metrics::Metrics,
 }
 
 impl Api {
@@ -61,6 +63,7 @@ impl Api {
             registry: RwLock::new(Registry::builtin()),
             server_address,
             service_ranges,
+            metrics: metrics::Metrics::default(),
         })
     }
 
@@ -166,17 +169,58 @@ pub fn router(api: Arc<Api>, authenticator: Arc<auth::Authenticator>) -> Router 
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(health))
+        .route("/healthz/{check}", get(health))
+        .route("/livez/{check}", get(health))
+        .route("/readyz/{check}", get(health))
         .route(
             "/version",
             get(|| async { json_response(StatusCode::OK, &discovery::version()) }),
         )
+        .route("/metrics", get(metrics_text))
         .fallback(dispatch)
         .with_state(api)
         .layer(axum::middleware::from_fn_with_state(authenticator, auth::authenticate))
 }
 
-async fn health() -> &'static str {
-    "ok"
+/// `/healthz`, `/livez`, `/readyz` (and `/<endpoint>/<check>`), as kube-apiserver
+/// answers them: `ok`, or with `?verbose` one `[+]check ok` line per check.
+async fn health(State(api): State<Arc<Api>>, uri: axum::http::Uri) -> Response {
+    let path = uri.path().trim_matches('/');
+    let (endpoint, only) = path.split_once('/').unwrap_or((path, ""));
+    let store_ok = api.store.get("/registry/health").await.is_ok();
+    let checks = [("ping", true), ("etcd", store_ok)];
+    let selected: Vec<_> = checks
+        .iter()
+        .filter(|(name, _)| only.is_empty() || *name == only)
+        .collect();
+    if selected.is_empty() {
+        return Status::no_route().into_response();
+    }
+    let healthy = selected.iter().all(|(_, ok)| *ok);
+    let verbose =
+        Query::parse(uri.query()).get("verbose").is_some() || uri.query().is_some_and(|q| q.contains("verbose"));
+    let mut text = String::new();
+    if verbose || !healthy {
+        for (name, ok) in &selected {
+            text.push_str(&if *ok {
+                format!("[+]{name} ok\n")
+            } else {
+                format!("[-]{name} failed: reason withheld\n")
+            });
+        }
+        text.push_str(&format!(
+            "{endpoint} check {}",
+            if healthy { "passed" } else { "failed" }
+        ));
+    } else {
+        text.push_str("ok");
+    }
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 pub fn json_response(code: StatusCode, value: &Value) -> Response {
@@ -186,10 +230,41 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response {
 }
 
 async fn dispatch(State(api): State<Arc<Api>>, request: Request) -> Response {
-    match route(&api, request).await {
+    let started = std::time::Instant::now();
+    let labels = metric_labels(&request);
+    let response = match route(&api, request).await {
         Ok(response) => response,
         Err(status) => status.into_response(),
-    }
+    };
+    api.metrics
+        .record(labels, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// verb, group, version and resource of a request, as the metrics label it.
+fn metric_labels(request: &Request) -> (String, String, String, String) {
+    let target = request::parse_path(request.uri().path()).unwrap_or_default();
+    let query = Query::parse(request.uri().query());
+    let collection = target.resource.is_some() && target.name.is_none();
+    let verb = verb(request.method(), collection, &query)
+        .unwrap_or("UNKNOWN")
+        .to_uppercase();
+    let resource = match (&target.resource, &target.subresource) {
+        (Some(r), Some(s)) => format!("{r}/{s}"),
+        (Some(r), None) => r.clone(),
+        _ => String::new(),
+    };
+    (verb, target.group, target.version, resource)
+}
+
+async fn metrics_text(State(api): State<Arc<Api>>) -> Response {
+    let text = api.metrics.render();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
 }
 
 async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {

@@ -771,3 +771,30 @@ async fn partial_object_metadata_for_metadata_clients() {
         "PartialObjectMetadata"
     );
 }
+
+#[tokio::test]
+async fn health_checks_and_metrics() {
+    let h = harness().await;
+    assert_eq!(h.call("GET", "/readyz", None, &[]).await, (200, "ok".to_string()));
+    let (code, verbose) = h.call("GET", "/readyz?verbose", None, &[]).await;
+    assert_eq!(code, 200);
+    assert_eq!(verbose, "[+]ping ok\n[+]etcd ok\nreadyz check passed");
+    assert_eq!(h.call("GET", "/livez/etcd", None, &[]).await.0, 200);
+    assert_eq!(h.call("GET", "/livez/nope", None, &[]).await.0, 404);
+    h.call("GET", "/api/v1/namespaces", None, &[]).await;
+    h.call("GET", "/api/v1/namespaces/missing", None, &[]).await;
+    let (code, metrics) = h.call("GET", "/metrics", None, &[]).await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains(
+            r#"apiserver_request_total{code="200",group="",resource="namespaces",verb="LIST",version="v1"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"apiserver_request_total{code="404",group="",resource="namespaces",verb="GET",version="v1"} 1"#
+        )
+    );
+    assert!(metrics.contains("apiserver_request_duration_seconds_bucket{"));
+}
