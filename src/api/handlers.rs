@@ -716,7 +716,8 @@ impl Context {
         let options: Value = if body.iter().all(u8::is_ascii_whitespace) {
             json!({})
         } else {
-            serde_json::from_slice(&body).map_err(|e| Status::bad_request(format!("invalid DeleteOptions: {e}")))?
+            // JSON, YAML or protobuf (`kubectl drain --disable-eviction` sends the latter).
+            self.decode(&body)?
         };
         for _ in 0..5 {
             let (current, revision) = self.current().await?;

@@ -590,7 +590,7 @@ pub fn render(rtype: &ResourceType, objects: &[Value], list_meta: Option<Value>,
                     json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority})
                 })
                 .collect();
-            let cells: Vec<Box<dyn Fn(&Value) -> Value>> = columns
+            let cells: Cells = columns
                 .into_iter()
                 .map(|c| Box::new(c.cell) as Box<dyn Fn(&Value) -> Value>)
                 .collect();

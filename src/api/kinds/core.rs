@@ -167,6 +167,10 @@ pub fn pod_status_on_create(object: &mut Value) {
     object["status"] = json!({"phase": "Pending", "qosClass": qos});
 }
 
+pub fn secret_defaults(object: &mut Value) {
+    set_default(object, "type", json!("Opaque"));
+}
+
 pub fn service_defaults(object: &mut Value) {
     let spec = &mut object["spec"];
     set_default(spec, "type", json!("ClusterIP"));

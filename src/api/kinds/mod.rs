@@ -23,6 +23,7 @@ pub fn defaults(rtype: &ResourceType, object: &mut Value) {
             core::pod_status_on_create(object);
         }
         ("", "services") => core::service_defaults(object),
+        ("", "secrets") => core::secret_defaults(object),
         ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") | ("", "replicationcontrollers") => {
             apps::workload_defaults(&rtype.resource, object)
         }
