@@ -100,7 +100,6 @@ pub async fn evict(ctx: &Context, body: Bytes) -> Result<Response, Status> {
                 ),
                 field: String::new(),
             });
-            status.details.retry_after_seconds = 10;
             return Err(status);
         }
     }
