@@ -362,7 +362,13 @@ impl Context {
         if self.target.subresource.is_some() {
             return Err(Status::method_not_allowed());
         }
-        let mut object = self.decode(&body)?;
+        let object = self.decode(&body)?;
+        self.create_object(object, true).await
+    }
+
+    /// Creates `object`. `track`: record the request's `Update` in managedFields
+    /// (server-side apply brings its own `Apply` entry instead).
+    pub(super) async fn create_object(&self, mut object: Value, track: bool) -> Result<Response, Status> {
         self.check_type(&mut object)?;
         self.check_namespace(&mut object)?;
         let m = meta(&mut object);
@@ -388,6 +394,9 @@ impl Context {
         }
         kinds::defaults(&self.rtype, &mut object);
         self.apply_schema(&mut object)?;
+        if track {
+            super::managed::record_update(self, None, &mut object)?;
+        }
 
         let fixed_name = given.is_some();
         if given.is_none() && generate.is_none() {
@@ -514,7 +523,7 @@ impl Context {
     }
 
     /// Writes `next` over the object at `revision` and answers with it.
-    async fn write(&self, current: &Value, revision: i64, next: Value) -> Result<Response, Status> {
+    pub(super) async fn write(&self, current: &Value, revision: i64, next: Value) -> Result<Response, Status> {
         let written = self.commit(current, revision, next).await?;
         self.respond(StatusCode::OK, &written)
     }
@@ -635,7 +644,8 @@ impl Context {
         {
             return Err(self.stale());
         }
-        let next = self.updated(&current, incoming);
+        let mut next = self.updated(&current, incoming);
+        super::managed::record_update(self, Some(&current), &mut next)?;
         self.write(&current, revision, next).await
     }
 
@@ -647,6 +657,10 @@ impl Context {
             .unwrap_or("")
             .to_string();
         let media = content_type.split(';').next().unwrap_or("").trim().to_string();
+        if media == super::apply::APPLY_PATCH {
+            return super::apply::patch(self, &body).await;
+        }
+        super::apply::refuse_force(self)?;
         let patch: Value =
             serde_json::from_slice(&body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
         // Retry a patch that raced another writer, as kube-apiserver does, unless
@@ -700,7 +714,8 @@ impl Context {
                 return Err(Status::bad_request("metadata.name cannot be changed by a patch"));
             }
             self.check_type(&mut patched)?;
-            let next = self.updated(&current, patched);
+            let mut next = self.updated(&current, patched);
+            super::managed::record_update(self, Some(&current), &mut next)?;
             match self.write(&current, revision, next).await {
                 Err(status) if status.reason == "Conflict" && pinned.is_none() => continue,
                 other => return other,

@@ -5,12 +5,14 @@
 //! kube-apiserver's `/registry/...` keys; an object's resourceVersion is its key's
 //! store revision. Every failure is a `Status`.
 
+mod apply;
 pub mod auth;
 pub mod crd;
 pub mod discovery;
 mod handlers;
 pub mod kinds;
 mod list;
+mod managed;
 mod metrics;
 pub mod openapi;
 pub mod patch;
@@ -141,7 +143,13 @@ fn context(
         rtype: api.resource_type(&target)?,
         target,
         query: Query::default(),
-        headers: Default::default(),
+        // Server-internal writes are kube-apiserver's in managedFields.
+        headers: [(
+            header::USER_AGENT,
+            axum::http::HeaderValue::from_static("kube-apiserver"),
+        )]
+        .into_iter()
+        .collect(),
     })
 }
 

@@ -5,6 +5,8 @@
 //! `$setElementOrder/<field>` and `$deleteFromPrimitiveList/<field>` are honoured.
 //! Merge keys come from the Go struct tags of k8s.io/api (the table in `strategy`),
 //! looked up by kind and field path. Custom resources do not accept this patch type.
+//! The same table, corrected by the `+listType` markers, gives server-side apply its
+//! view of these types (`list_type`, `map_type`, `key_default`).
 
 use serde_json::{Map, Value};
 
@@ -50,6 +52,89 @@ fn strategy(kind: &str, path: &[String]) -> Strategy {
         "podIPs" | "hostIPs" if in_status => Strategy::Key("ip"),
         "addresses" if kind == "Node" && in_status => Strategy::Key("type"),
         _ => Strategy::Replace,
+    }
+}
+
+/// How server-side apply treats the list at `path` in `kind` (its
+/// `x-kubernetes-list-type`): the `strategy` table, corrected where the Go
+/// `+listType`/`+listMapKey` markers differ from the patch tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListType {
+    /// Replaced and owned as a whole.
+    Atomic,
+    /// A set of scalars, each owned on its own.
+    Set,
+    /// Maps keyed by these fields.
+    Map(Vec<String>),
+}
+
+pub(crate) fn list_type(kind: &str, path: &[String]) -> ListType {
+    let Some(field) = path.last().map(String::as_str) else {
+        return ListType::Atomic;
+    };
+    let parent = path.len().checked_sub(2).map(|i| path[i].as_str());
+    let in_container = path[..path.len() - 1]
+        .iter()
+        .any(|p| CONTAINER_LISTS.contains(&p.as_str()));
+    let in_status = path.first().map(String::as_str) == Some("status");
+    let keys = |keys: &[&str]| ListType::Map(keys.iter().map(|k| k.to_string()).collect());
+    match field {
+        "topologySpreadConstraints" => keys(&["topologyKey", "whenUnsatisfiable"]),
+        "ports" if in_container => keys(&["containerPort", "protocol"]),
+        "ports" if kind == "Service" && parent == Some("spec") => keys(&["port", "protocol"]),
+        "claims" if parent == Some("resources") => keys(&["name"]),
+        "allocatedResourcesStatus" => keys(&["name"]),
+        "resources" if parent == Some("allocatedResourcesStatus") => keys(&["resourceID"]),
+        "hostIPs" if in_status => ListType::Atomic,
+        "conditions" if in_status && kind == "Job" => ListType::Atomic,
+        "succeeded" | "failed" if parent == Some("uncountedTerminatedPods") => ListType::Set,
+        _ => match strategy(kind, path) {
+            Strategy::Replace => ListType::Atomic,
+            Strategy::Set => ListType::Set,
+            Strategy::Key(key) => keys(&[key]),
+        },
+    }
+}
+
+/// The value server-side apply assumes for a list-map key field an item leaves
+/// out (the schema default), e.g. a port's `protocol`.
+pub(crate) fn key_default(field: &str) -> Option<&'static str> {
+    match field {
+        "protocol" => Some("TCP"),
+        _ => None,
+    }
+}
+
+/// How server-side apply treats the map at `path` (for a list, its items).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MapType {
+    /// `+structType=atomic` / `+mapType=atomic`: replaced and owned as a whole.
+    Atomic,
+    /// A Go struct: declared fields, each owned on its own.
+    Struct,
+    /// A map with keys of the user's choosing (labels, data, resources...).
+    Free,
+}
+
+pub(crate) fn map_type(path: &[String]) -> MapType {
+    let Some(field) = path.last().map(String::as_str) else {
+        return MapType::Struct;
+    };
+    let parent = path.len().checked_sub(2).map(|i| path[i].as_str());
+    match field {
+        // LabelSelector, selector maps, object references and other atomic structs.
+        "selector" | "nodeSelector" | "labelSelector" | "namespaceSelector" | "podSelector" | "objectSelector"
+        | "scopeSelector" | "configMapKeyRef" | "secretKeyRef" | "fieldRef" | "resourceFieldRef" | "secretRef"
+        | "claimRef" | "targetRef" | "involvedObject" | "regarding" | "related" | "dataSource" | "preference"
+        | "ownerReferences" | "imagePullSecrets" => MapType::Atomic,
+        "required" | "requiredDuringSchedulingIgnoredDuringExecution" if parent == Some("nodeAffinity") => {
+            MapType::Atomic
+        }
+        "labels" | "annotations" if parent == Some("metadata") => MapType::Free,
+        "data" | "binaryData" | "stringData" if path.len() == 1 => MapType::Free,
+        "limits" | "requests" | "capacity" | "allocatable" | "hard" | "used" | "allocatedResources" | "overhead"
+        | "parameters" | "volumeAttributes" => MapType::Free,
+        _ => MapType::Struct,
     }
 }
 
