@@ -177,3 +177,120 @@ mod tests {
         assert!(api_resource_list(&registry, "nope", "v1").is_none());
     }
 }
+
+/// The media type of aggregated discovery (`apidiscovery.k8s.io/v2`).
+pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether the client prefers aggregated discovery (client-go lists it first).
+pub fn wants_aggregated(accept: &str) -> bool {
+    let Some(first) = accept.split(',').next() else {
+        return false;
+    };
+    let params: Vec<&str> = first.split(';').map(str::trim).collect();
+    params.first() == Some(&"application/json")
+        && params.contains(&"g=apidiscovery.k8s.io")
+        && params.contains(&"v=v2")
+        && params.contains(&"as=APIGroupDiscoveryList")
+}
+
+/// `/api` (`core`) or `/apis` as one aggregated document of every group,
+/// version and resource, so clients need a single request.
+pub fn aggregated(registry: &Registry, core: bool) -> Value {
+    let mut groups: Vec<String> = registry.group_versions().into_iter().map(|(g, _)| g).collect();
+    groups.dedup();
+    let items: Vec<Value> = groups
+        .iter()
+        .filter(|g| g.is_empty() == core)
+        .map(|group| {
+            let versions: Vec<Value> = registry
+                .group_versions()
+                .into_iter()
+                .filter(|(g, _)| g == group)
+                .map(|(_, version)| {
+                    let resources: Vec<Value> = registry
+                        .in_group_version(group, &version)
+                        .map(aggregated_resource)
+                        .collect();
+                    json!({"version": version, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": group}, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
+fn aggregated_resource(t: &ResourceType) -> Value {
+    let subresources: Vec<Value> = t
+        .subresources
+        .iter()
+        .filter(|s| SERVED_SUBRESOURCES.contains(&s.as_str()))
+        .map(|sub| {
+            let legacy = subresource_entry(t, sub);
+            let group = legacy.get("group").cloned().unwrap_or_else(|| json!(t.group));
+            let version = legacy.get("version").cloned().unwrap_or_else(|| json!(t.version));
+            json!({
+                "subresource": sub,
+                "responseKind": {"group": group, "version": version, "kind": legacy["kind"]},
+                "verbs": legacy["verbs"],
+            })
+        })
+        .collect();
+    let mut entry = json!({
+        "resource": t.resource,
+        "responseKind": {"group": t.group, "version": t.version, "kind": t.kind},
+        "scope": if t.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": t.singular,
+        "verbs": VERBS,
+    });
+    if !t.short_names.is_empty() {
+        entry["shortNames"] = json!(t.short_names);
+    }
+    if !t.categories.is_empty() {
+        entry["categories"] = json!(t.categories);
+    }
+    if !subresources.is_empty() {
+        entry["subresources"] = json!(subresources);
+    }
+    entry
+}
+
+#[cfg(test)]
+mod aggregated_tests {
+    use super::*;
+
+    #[test]
+    fn aggregated_documents_split_core_and_groups() {
+        let registry = Registry::builtin();
+        let core = aggregated(&registry, true);
+        assert_eq!(core["items"].as_array().unwrap().len(), 1);
+        assert_eq!(core["items"][0]["metadata"]["name"], "");
+        let apis = aggregated(&registry, false);
+        let apps = apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "apps")
+            .unwrap();
+        let deployments = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .unwrap();
+        let scale = deployments["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["subresource"] == "scale")
+            .unwrap();
+        assert_eq!(
+            scale["responseKind"],
+            json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+        );
+        assert!(wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+        ));
+        assert!(!wants_aggregated("application/json"));
+    }
+}

@@ -290,6 +290,16 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
     let collection = request::parse_path(&path).is_some_and(|t| t.resource.is_some() && t.name.is_none());
     api.authorizer
         .authorize(&user, verb(&method, collection, &query)?, &path)?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if method == Method::GET
+        && matches!(path.trim_end_matches('/'), "/api" | "/apis")
+        && discovery::wants_aggregated(accept)
+    {
+        let doc = discovery::aggregated(&api.registry(), path.trim_end_matches('/') == "/api");
+        let mut body = serde_json::to_vec(&doc).unwrap_or_default();
+        body.push(b'\n');
+        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, discovery::AGGREGATED)], body).into_response());
+    }
     if method == Method::GET
         && let Some(doc) = discovery_document(api, &path)
     {
