@@ -7,7 +7,7 @@ mod common;
 
 use common::{Out, Server, run, run_timeout};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Cluster {
     server: Server,
@@ -15,26 +15,17 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
-        let server = Server::start();
-        let cluster = Cluster { server };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if cluster.server.kubeconfig().exists() && cluster.kubectl(&["get", "--raw", "/readyz"]).status.success() {
-                return cluster;
-            }
-            assert!(Instant::now() < deadline, "the API did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
+        Cluster {
+            server: Server::start_api(),
         }
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig").arg(self.server.kubeconfig()).args(args);
-        cmd
+        self.server.kubectl_command(args)
     }
 
     fn kubectl(&self, args: &[&str]) -> Out {
-        run(&mut self.command(args))
+        self.server.kubectl(args)
     }
 
     /// kubectl that must succeed; its stdout.

@@ -10,7 +10,6 @@ mod common;
 use common::{Out, Server, run};
 use serde_json::{Value, json};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 struct Cluster {
     server: Server,
@@ -18,22 +17,13 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
-        let server = Server::start();
-        let cluster = Cluster { server };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if cluster.server.kubeconfig().exists() && cluster.kubectl(&["get", "--raw", "/readyz"]).status.success() {
-                return cluster;
-            }
-            assert!(Instant::now() < deadline, "the API did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
+        Cluster {
+            server: Server::start_api(),
         }
     }
 
     fn kubectl(&self, args: &[&str]) -> Out {
-        let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig").arg(self.server.kubeconfig()).args(args);
-        run(&mut cmd)
+        self.server.kubectl(args)
     }
 
     /// kubectl that must succeed; its stdout.

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{Server, run, run_timeout};
+use common::{Server, run_timeout};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn python_client_creates_lists_watches_and_patches() {
@@ -18,19 +18,7 @@ fn python_client_creates_lists_watches_and_patches() {
         "{} missing: run scripts/install-deps",
         python.display()
     );
-    let server = Server::start();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(server.kubeconfig().exists()
-        && run(Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(server.kubeconfig())
-            .args(["get", "--raw", "/readyz"]))
-        .status
-        .success())
-    {
-        assert!(Instant::now() < deadline, "the API did not become ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let server = Server::start_api();
     let out = run_timeout(
         Command::new(&python)
             .arg(manifest.join("tests/python/client.py"))

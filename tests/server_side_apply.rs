@@ -6,10 +6,8 @@
 
 mod common;
 
-use common::{Out, Server, run};
+use common::{Out, Server};
 use serde_json::{Value, json};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 struct Cluster {
     server: Server,
@@ -17,24 +15,13 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
-        let cluster = Cluster {
-            server: Server::start(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if cluster.server.kubeconfig().exists() && cluster.kubectl(&["get", "--raw", "/readyz"]).status.success() {
-                return cluster;
-            }
-            assert!(Instant::now() < deadline, "the API did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
+        Cluster {
+            server: Server::start_api(),
         }
     }
 
     fn kubectl(&self, args: &[&str]) -> Out {
-        run(Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.server.kubeconfig())
-            .args(args))
+        self.server.kubectl(args)
     }
 
     #[track_caller]

@@ -229,6 +229,34 @@ impl Server {
         self.dir.path().join("kubeconfig.yaml")
     }
 
+    /// A started server whose Kubernetes API answers.
+    pub fn start_api() -> Server {
+        let server = Server::start();
+        server.wait_api();
+        server
+    }
+
+    /// Waits until the admin kubeconfig exists and `kubectl get --raw /readyz` succeeds.
+    pub fn wait_api(&self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !(self.kubeconfig().exists() && self.kubectl(&["get", "--raw", "/readyz"]).status.success()) {
+            assert!(Instant::now() < deadline, "the Kubernetes API did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `kubectl --kubeconfig <this server's admin kubeconfig> ARGS`, not yet run.
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
+        cmd
+    }
+
+    /// Runs kubectl against this server.
+    pub fn kubectl(&self, args: &[&str]) -> Out {
+        run(&mut self.kubectl_command(args))
+    }
+
     /// `https://127.0.0.1:PORT` of the Kubernetes API.
     pub fn api_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.api_port)
