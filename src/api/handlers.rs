@@ -44,6 +44,64 @@ pub fn object_of(kv: &KeyValue) -> Result<Value, Status> {
     Ok(object)
 }
 
+/// The stored object's JSON with its resourceVersion spliced into the top-level
+/// `metadata`, without building a `Value` (lists of thousands of objects stay
+/// cheap). Falls back to parsing for bytes it does not recognise.
+pub fn object_bytes(kv: &KeyValue) -> Result<Vec<u8>, Status> {
+    let Some(at) = top_level_metadata(&kv.value) else {
+        return serde_json::to_vec(&object_of(kv)?).map_err(Status::internal);
+    };
+    let rest = &kv.value[at..];
+    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let field = format!(
+        "\"resourceVersion\":\"{}\"{}",
+        kv.mod_revision,
+        if empty { "" } else { "," }
+    );
+    let mut out = Vec::with_capacity(kv.value.len() + field.len());
+    out.extend_from_slice(&kv.value[..at]);
+    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(rest);
+    Ok(out)
+}
+
+/// Where the top-level `"metadata":{` object's contents begin.
+fn top_level_metadata(json: &[u8]) -> Option<usize> {
+    let skip_space = |mut i: usize| {
+        while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < json.len() && json[i] != b'"' {
+                    i += if json[i] == b'\\' { 2 } else { 1 };
+                }
+                let key = json.get(start..i)?;
+                i += 1;
+                if depth == 1 && key == b"metadata" {
+                    let colon = skip_space(i);
+                    if json.get(colon) == Some(&b':') {
+                        let open = skip_space(colon + 1);
+                        return (json.get(open) == Some(&b'{')).then_some(open + 1);
+                    }
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 pub fn set_resource_version(object: &mut Value, revision: i64) {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), json!(revision.to_string()));

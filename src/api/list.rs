@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-use super::handlers::{Context, object_of, set_resource_version, store_error};
+use super::handlers::{Context, object_bytes, object_of, set_resource_version, store_error};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::Status;
 use super::{json_response, table};
@@ -36,6 +36,10 @@ impl Selectors {
 
     fn matches(&self, object: &Value) -> bool {
         self.labels.matches(object) && self.fields.matches(object)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
     }
 
     /// The keys to read: one object when the field selector pins a name.
@@ -110,7 +114,12 @@ pub async fn list(ctx: &Context) -> Result<Response, Status> {
         }
     };
 
-    let mut items = Vec::new();
+    // Objects for a Table or metadata view; otherwise the stored bytes themselves,
+    // so a list of thousands of objects is never a tree of `Value`s.
+    let view = table::requested(&ctx.headers, ctx.query.get("includeObject"))?;
+    let mut objects: Vec<Value> = Vec::new();
+    let mut raw: Vec<Vec<u8>> = Vec::new();
+    let mut taken = 0i64;
     let mut next = None;
     loop {
         let read = Range {
@@ -139,12 +148,21 @@ pub async fn list(ctx: &Context) -> Result<Response, Status> {
         }
         let scanned = page.kvs.len();
         for (i, kv) in page.kvs.iter().enumerate() {
-            let object = object_of(kv)?;
-            if !selectors.matches(&object) {
-                continue;
+            if view.is_some() || !selectors.is_empty() {
+                let object = object_of(kv)?;
+                if !selectors.matches(&object) {
+                    continue;
+                }
+                if view.is_some() {
+                    objects.push(object);
+                } else {
+                    raw.push(object_bytes(kv)?);
+                }
+            } else {
+                raw.push(object_bytes(kv)?);
             }
-            items.push(object);
-            if limit.is_some_and(|l| items.len() as i64 >= l) && (i + 1 < scanned || page.more) {
+            taken += 1;
+            if limit.is_some_and(|l| taken >= l) && (i + 1 < scanned || page.more) {
                 let mut after = kv.key.clone();
                 after.push(0);
                 next = Some(after);
@@ -163,27 +181,32 @@ pub async fn list(ctx: &Context) -> Result<Response, Status> {
     if let Some(next) = &next {
         metadata["continue"] = json!(encode_continue(revision, next));
     }
-    match table::requested(&ctx.headers, ctx.query.get("includeObject"))? {
-        Some(table::View::Table(form)) => {
-            return Ok(json_response(
-                StatusCode::OK,
-                &table::render(&ctx.rtype, &items, Some(metadata), form),
-            ));
-        }
+    match view {
+        Some(table::View::Table(form)) => Ok(json_response(
+            StatusCode::OK,
+            &table::render(&ctx.rtype, &objects, Some(metadata), form),
+        )),
         Some(table::View::Metadata) => {
-            let items: Vec<Value> = items.iter().map(table::partial).collect();
+            let items: Vec<Value> = objects.iter().map(table::partial).collect();
             let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items});
-            return Ok(json_response(StatusCode::OK, &list));
+            Ok(json_response(StatusCode::OK, &list))
         }
-        None => {}
+        None => {
+            let head = json!({"kind": format!("{}List", ctx.rtype.kind), "apiVersion": ctx.rtype.api_version(), "metadata": metadata});
+            let head = head.to_string();
+            let mut body = Vec::with_capacity(head.len() + raw.iter().map(|o| o.len() + 1).sum::<usize>() + 16);
+            body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+            body.extend_from_slice(b",\"items\":[");
+            for (i, object) in raw.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(object);
+            }
+            body.extend_from_slice(b"]}\n");
+            Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+        }
     }
-    let list = json!({
-        "kind": format!("{}List", ctx.rtype.kind),
-        "apiVersion": ctx.rtype.api_version(),
-        "metadata": metadata,
-        "items": items,
-    });
-    Ok(json_response(StatusCode::OK, &list))
 }
 
 /// Every object in scope matching the request's selectors, at the newest revision.
@@ -228,7 +251,8 @@ pub async fn watch(ctx: Context) -> Result<Response, Status> {
     let view = table::requested(&ctx.headers, ctx.query.get("includeObject"))?;
     let range = selectors.range(&ctx);
 
-    // Without a resourceVersion (or "0") the watch starts with the current state.
+    // Without a resourceVersion (or "0") the watch starts with the current state,
+    // turned into events one object at a time as the stream is written.
     let (initial, start) = match requested_revision(&ctx)? {
         Some(rv) if !send_initial => (Vec::new(), rv + 1),
         _ => {
@@ -238,14 +262,7 @@ pub async fn watch(ctx: Context) -> Result<Response, Status> {
                 .range(Range::of(range.clone()))
                 .await
                 .map_err(store_error)?;
-            let mut objects = Vec::new();
-            for kv in &page.kvs {
-                let object = object_of(kv)?;
-                if selectors.matches(&object) {
-                    objects.push(object);
-                }
-            }
-            (objects, page.revision + 1)
+            (page.kvs, page.revision + 1)
         }
     };
     let watcher = ctx.api.store.watch(range, start);
@@ -276,7 +293,7 @@ impl Stream {
     async fn run(
         mut self,
         watcher: crate::store::Result<crate::store::Watcher>,
-        initial: Vec<Value>,
+        initial: Vec<crate::store::KeyValue>,
         initial_revision: i64,
         timeout: Duration,
         bookmarks: bool,
@@ -290,8 +307,9 @@ impl Stream {
                 return;
             }
         };
-        for object in initial {
-            if !self.send("ADDED", object).await {
+        for kv in initial {
+            let Ok(object) = object_of(&kv) else { continue };
+            if self.selectors.matches(&object) && !self.send("ADDED", object).await {
                 return;
             }
         }

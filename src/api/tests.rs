@@ -798,3 +798,24 @@ async fn health_checks_and_metrics() {
     );
     assert!(metrics.contains("apiserver_request_duration_seconds_bucket{"));
 }
+
+#[test]
+fn resource_versions_are_spliced_into_the_top_level_metadata() {
+    let kv = |value: &str| crate::store::KeyValue {
+        key: b"/k".to_vec(),
+        value: value.as_bytes().to_vec(),
+        mod_revision: 42,
+        ..Default::default()
+    };
+    for stored in [
+        r#"{"aaa":{"metadata":{"x":1}},"kind":"T","metadata":{"name":"a"}}"#,
+        r#"{"data":{"k":"\"metadata\":{"},"metadata":{}}"#,
+        r#"{"metadata" : { "name" : "b" } , "spec":[{"metadata":{}}]}"#,
+        r#"{"kind":"NoMetadata"}"#,
+    ] {
+        let spliced: Value = serde_json::from_slice(&handlers::object_bytes(&kv(stored)).unwrap()).unwrap();
+        let mut expected: Value = serde_json::from_str(stored).unwrap();
+        handlers::set_resource_version(&mut expected, 42);
+        assert_eq!(spliced, expected, "{stored}");
+    }
+}

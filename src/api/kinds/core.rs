@@ -53,7 +53,7 @@ fn container_defaults(container: &mut Value) {
     set_default(container, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(container, "terminationMessagePolicy", json!("File"));
     set_default(container, "resources", json!({}));
-    if let Some(ports) = container["ports"].as_array_mut() {
+    if let Some(ports) = container.get_mut("ports").and_then(Value::as_array_mut) {
         for port in ports {
             set_default(port, "protocol", json!("TCP"));
         }
@@ -83,7 +83,7 @@ pub fn pod_spec_defaults(spec: &mut Value) {
     set_default(spec, "serviceAccountName", json!("default"));
     set_default(spec, "serviceAccount", spec["serviceAccountName"].clone());
     for list in ["containers", "initContainers"] {
-        if let Some(containers) = spec[list].as_array_mut() {
+        if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             containers.iter_mut().for_each(container_defaults);
         }
     }
@@ -184,7 +184,7 @@ pub fn service_defaults(object: &mut Value) {
     if kind == "NodePort" || kind == "LoadBalancer" {
         set_default(spec, "externalTrafficPolicy", json!("Cluster"));
     }
-    if let Some(ports) = spec["ports"].as_array_mut() {
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
         for port in ports {
             set_default(port, "protocol", json!("TCP"));
             let number = port["port"].clone();
@@ -358,7 +358,7 @@ pub fn allocate_service(
         .and_then(|o| o["spec"]["ports"].as_array().cloned())
         .unwrap_or_default();
     let mut mine = HashSet::new();
-    let Some(ports) = spec["ports"].as_array_mut() else {
+    let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) else {
         return Ok(());
     };
     for (i, port) in ports.iter_mut().enumerate() {
@@ -445,6 +445,10 @@ mod tests {
         assert_eq!(pull_policy("registry:5000/app:1.2"), "IfNotPresent");
         assert_eq!(pull_policy("registry:5000/app"), "Always");
         assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
+        assert!(
+            spec.get("initContainers").is_none() && spec["containers"][0].get("ports").is_none(),
+            "no nulls added"
+        );
     }
 
     #[test]
