@@ -2,8 +2,11 @@
 //! `main.rs` is only the command line.
 
 pub mod api;
+pub mod client;
 pub mod config;
+pub mod controllers;
 pub mod etcd;
+pub mod informer;
 pub mod pki;
 pub mod server;
 pub mod store;

@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, auth};
+use crate::informer::Informers;
 use crate::store::{self, Store};
-use crate::{etcd, pki};
+use crate::{client, controllers, etcd, pki};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -55,6 +56,24 @@ pub struct ServerArgs {
     /// Port range for NodePort Services.
     #[arg(long, env = "KUBE_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767", value_parser = parse_port_range)]
     pub service_node_port_range: std::ops::RangeInclusive<u16>,
+    /// IPv4 range of pod IPs; each node gets a /24 of it.
+    #[arg(long, env = "KUBE_CLUSTER_CIDR", default_value = "10.42.0.0/16", value_parser = parse_cidr)]
+    pub cluster_cidr: (Ipv4Addr, u8),
+    /// The cluster DNS Service IP that pods resolve through.
+    #[arg(long, env = "KUBE_CLUSTER_DNS", default_value = "10.43.0.10")]
+    pub cluster_dns: Ipv4Addr,
+    /// The name of the local node (default: the host name).
+    #[arg(long, env = "KUBE_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Run only the control plane: no local node, containerd or pods.
+    #[arg(long, env = "KUBE_DISABLE_AGENT")]
+    pub disable_agent: bool,
+    /// Do not run the scheduler.
+    #[arg(long, env = "KUBE_DISABLE_SCHEDULER")]
+    pub disable_scheduler: bool,
+    /// Do not run the controllers.
+    #[arg(long, env = "KUBE_DISABLE_CONTROLLER_MANAGER")]
+    pub disable_controller_manager: bool,
 }
 
 fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
@@ -153,7 +172,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         bail!("bootstrapping the API failed: {status}");
     }
     let app = api::router(api, Arc::new(authenticator));
-    tasks.spawn(api::tls::serve(api_listener, tls, app, shutdown.clone()));
+    tasks.spawn(api::tls::serve(api_listener, tls, app.clone(), shutdown.clone()));
+    if !args.disable_controller_manager {
+        let client = client::in_process(app.clone(), client::identity::controller_manager());
+        let informers = Informers::new(client.clone(), tasks.clone(), shutdown.clone());
+        let settings = controllers::Settings {
+            cluster_cidr: args.cluster_cidr,
+        };
+        tasks.spawn(controllers::run(client, informers, settings, shutdown.clone()));
+    }
     let kubeconfig_url = format!("https://127.0.0.1:{}", args.https_listen_port);
     pki::write_kubeconfig(
         &args.write_kubeconfig,

@@ -290,7 +290,9 @@ impl Server {
                 // kubeconfig (tests may override these through `env`).
                 cmd.env("KUBE_HTTPS_LISTEN_PORT", self.api_port.to_string())
                     .env("KUBE_BIND_ADDRESS", "127.0.0.1")
-                    .env("KUBE_WRITE_KUBECONFIG", self.kubeconfig());
+                    .env("KUBE_WRITE_KUBECONFIG", self.kubeconfig())
+                    // No local node unless a test asks for one (`env("KUBE_DISABLE_AGENT", "false")`).
+                    .env("KUBE_DISABLE_AGENT", "true");
                 if self.default_flags {
                     cmd.arg("--data-dir")
                         .arg(&self.data_dir)

@@ -1,0 +1,66 @@
+//! The controller manager: the reconcile loops of kube-controller-manager as tokio
+//! tasks in the server. Each controller is a kube-runtime `Controller` (its own
+//! work queue, deduplicated keys, retries with back-off) fed by the process's
+//! shared informers, and reads and writes only through the in-process API client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::net::Ipv4Addr;
+use tokio_util::sync::CancellationToken;
+
+use crate::informer::Informers;
+
+mod serviceaccount;
+
+/// What the controllers need from the server's flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `--cluster-cidr`: node pod CIDRs are carved from it.
+    pub cluster_cidr: (Ipv4Addr, u8),
+}
+
+/// What every controller gets.
+#[derive(Clone)]
+pub struct Context {
+    pub client: kube::Client,
+    pub informers: Arc<Informers>,
+    pub settings: Arc<Settings>,
+}
+
+/// Why a reconcile failed; the controller retries it with back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+}
+
+/// How long until a failed reconcile is retried.
+pub fn retry_after(_: &Error) -> Duration {
+    Duration::from_secs(5)
+}
+
+/// Runs every controller until shutdown.
+pub async fn run(client: kube::Client, informers: Arc<Informers>, settings: Settings, shutdown: CancellationToken) {
+    let context = Context {
+        client,
+        informers,
+        settings: Arc::new(settings),
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = serviceaccount::run(context.clone()) => {}
+    }
+}
+
+/// A `Controller` stream's end: logs failed reconciles (they are retried).
+pub async fn drain<T, E: std::fmt::Display>(results: impl futures_util::Stream<Item = Result<T, E>>) {
+    use futures_util::StreamExt;
+    results
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "reconcile failed");
+            }
+        })
+        .await;
+}
