@@ -84,13 +84,12 @@ impl<K: Kind> Informer<K> {
 /// The broadcast as a stream; on lag, the whole cache again.
 fn follow<K: Kind>(receiver: broadcast::Receiver<Arc<K>>, store: Store<K>) -> impl Stream<Item = Arc<K>> + Send {
     futures_util::stream::unfold((receiver, store), |(mut receiver, store)| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(object) => return Some((vec![object], (receiver, store))),
-                Err(broadcast::error::RecvError::Lagged(_)) => return Some((store.state(), (receiver, store))),
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        let objects = match receiver.recv().await {
+            Ok(object) => vec![object],
+            Err(broadcast::error::RecvError::Lagged(_)) => store.state(),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((objects, (receiver, store)))
     })
     .flat_map(futures_util::stream::iter)
 }
