@@ -47,9 +47,13 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>, settings: Sett
         informers,
         settings: Arc::new(settings),
     };
+    // Every loop runs until shutdown; add new controllers to this join.
+    let controllers = async {
+        tokio::join!(serviceaccount::run(context.clone()),);
+    };
     tokio::select! {
         _ = shutdown.cancelled() => {}
-        _ = serviceaccount::run(context.clone()) => {}
+        _ = controllers => {}
     }
 }
 
