@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::informer::Informers;
 
+pub mod pods;
 mod serviceaccount;
 
 /// What the controllers need from the server's flags.
