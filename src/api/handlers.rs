@@ -130,12 +130,43 @@ fn mod_revision_is(key: &str, revision: i64) -> Compare {
     }
 }
 
-fn put(key: &str, object: &Value) -> Op {
-    Op::Put(Put {
-        key: key.into(),
-        value: stored_bytes(object),
-        ..Default::default()
-    })
+impl Context {
+    /// A stored object as this request's resource serves it.
+    pub fn served(&self, kv: &KeyValue) -> Result<Value, Status> {
+        let object = object_of(kv)?;
+        Ok(match kinds::events::converts(&self.rtype.group, &self.rtype.resource) {
+            true => kinds::events::from_core(object),
+            false => object,
+        })
+    }
+
+    /// [`Context::served`] as JSON bytes (spliced without parsing where possible).
+    pub fn served_bytes(&self, kv: &KeyValue) -> Result<Vec<u8>, Status> {
+        match kinds::events::converts(&self.rtype.group, &self.rtype.resource) {
+            true => serde_json::to_vec(&self.served(kv)?).map_err(Status::internal),
+            false => object_bytes(kv),
+        }
+    }
+
+    /// The store write of `object` at `key`, in its stored form; events get the
+    /// shared lease that expires them.
+    async fn put(&self, key: &str, object: &Value) -> Result<Op, Status> {
+        let (group, resource) = (self.rtype.group.as_str(), self.rtype.resource.as_str());
+        let value = match kinds::events::converts(group, resource) {
+            true => stored_bytes(&kinds::events::to_core(object.clone())),
+            false => stored_bytes(object),
+        };
+        let lease = match kinds::events::expires(group, resource) {
+            true => self.api.event_lease().await?,
+            false => 0,
+        };
+        Ok(Op::Put(Put {
+            key: key.into(),
+            value,
+            lease,
+            ..Default::default()
+        }))
+    }
 }
 
 /// Marks a reservation key as held by the object at `owner`.
@@ -337,7 +368,7 @@ impl Context {
             .await
             .map_err(store_error)?
             .ok_or_else(|| self.not_found())?;
-        Ok((object_of(&kv)?, kv.mod_revision))
+        Ok((self.served(&kv)?, kv.mod_revision))
     }
 
     /// One object, as JSON or as a Table when the client asked for one.
@@ -492,7 +523,7 @@ impl Context {
             let reserved = kinds::reservations(&self.rtype, &candidate);
             let mut compare = vec![mod_revision_is(&key, 0)];
             compare.extend(reserved.iter().map(|k| mod_revision_is(k, 0)));
-            let mut success = vec![put(&key, &candidate)];
+            let mut success = vec![self.put(&key, &candidate).await?];
             success.extend(reserved.iter().map(|k| reserve(k, &key)));
             let result = self
                 .api
@@ -615,7 +646,11 @@ impl Context {
             kinds::reservations(&self.rtype, &next)
         };
         let mut compare = vec![mod_revision_is(&key, revision)];
-        let mut success = vec![if finished { delete(&key) } else { put(&key, &next) }];
+        let mut success = vec![if finished {
+            delete(&key)
+        } else {
+            self.put(&key, &next).await?
+        }];
         for k in wanted.iter().filter(|k| !held.contains(k)) {
             compare.push(mod_revision_is(k, 0));
             success.push(reserve(k, &key));

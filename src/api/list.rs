@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-use super::handlers::{Context, object_bytes, object_of, set_resource_version, store_error};
+use super::handlers::{Context, set_resource_version, store_error};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::Status;
 use super::{json_response, table};
@@ -149,17 +149,17 @@ pub async fn list(ctx: &Context) -> Result<Response, Status> {
         let scanned = page.kvs.len();
         for (i, kv) in page.kvs.iter().enumerate() {
             if view.is_some() || !selectors.is_empty() {
-                let object = object_of(kv)?;
+                let object = ctx.served(kv)?;
                 if !selectors.matches(&object) {
                     continue;
                 }
                 if view.is_some() {
                     objects.push(object);
                 } else {
-                    raw.push(object_bytes(kv)?);
+                    raw.push(ctx.served_bytes(kv)?);
                 }
             } else {
-                raw.push(object_bytes(kv)?);
+                raw.push(ctx.served_bytes(kv)?);
             }
             taken += 1;
             if limit.is_some_and(|l| taken >= l) && (i + 1 < scanned || page.more) {
@@ -220,7 +220,7 @@ pub async fn matching(ctx: &Context) -> Result<Vec<Value>, Status> {
         .map_err(store_error)?;
     let mut items = Vec::new();
     for kv in &page.kvs {
-        let object = object_of(kv)?;
+        let object = ctx.served(kv)?;
         if selectors.matches(&object) {
             items.push(object);
         }
@@ -308,7 +308,7 @@ impl Stream {
             }
         };
         for kv in initial {
-            let Ok(object) = object_of(&kv) else { continue };
+            let Ok(object) = self.ctx.served(&kv) else { continue };
             if self.selectors.matches(&object) && !self.send("ADDED", object).await {
                 return;
             }
@@ -361,13 +361,15 @@ impl Stream {
     async fn event(&mut self, event: Event) -> bool {
         let revision = event.kv.mod_revision;
         let previous = match &event.prev {
-            Some(kv) => object_of(kv).ok(),
+            Some(kv) => self.ctx.served(kv).ok(),
             None => None,
         };
         let was = previous.as_ref().is_some_and(|o| self.selectors.matches(o));
         match event.kind {
             EventKind::Put => {
-                let Ok(object) = object_of(&event.kv) else { return true };
+                let Ok(object) = self.ctx.served(&event.kv) else {
+                    return true;
+                };
                 let is = self.selectors.matches(&object);
                 match (was, is) {
                     (false, true) => self.send("ADDED", object).await,

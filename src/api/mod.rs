@@ -55,9 +55,28 @@ pub struct Api {
     /// Where Service cluster IPs and node ports come from.
     pub service_ranges: kinds::ServiceRanges,
     metrics: metrics::Metrics,
+    /// The lease new and updated events share while it is young (see `event_lease`).
+    event_lease: tokio::sync::Mutex<Option<(i64, std::time::Instant)>>,
 }
 
 impl Api {
+    /// A store lease that expires events an hour after their write. Like
+    /// kube-apiserver's lease manager, writes within a minute share one lease
+    /// (granted for the TTL plus that minute), so busy clusters hold few leases.
+    pub async fn event_lease(&self) -> Result<i64, status::Status> {
+        const REUSE: std::time::Duration = std::time::Duration::from_secs(60);
+        let mut current = self.event_lease.lock().await;
+        if let Some((id, granted)) = *current
+            && granted.elapsed() < REUSE
+        {
+            return Ok(id);
+        }
+        let ttl = kinds::events::TTL_SECONDS + REUSE.as_secs() as i64;
+        let (id, _) = self.store.lease_grant(0, ttl).await.map_err(handlers::store_error)?;
+        *current = Some((id, std::time::Instant::now()));
+        Ok(id)
+    }
+
     pub fn new(store: Store, server_address: String, service_ranges: kinds::ServiceRanges) -> Arc<Api> {
         Arc::new(Api {
             store,
@@ -66,6 +85,7 @@ impl Api {
             server_address,
             service_ranges,
             metrics: metrics::Metrics::default(),
+            event_lease: tokio::sync::Mutex::new(None),
         })
     }
 

@@ -186,6 +186,7 @@ const BUILTINS: &[Row] = &[
     ("batch", "v1", "jobs", "Job", true, "", "all", "status"),
     ("batch", "v1", "cronjobs", "CronJob", true, "cj", "all", "status"),
     ("coordination.k8s.io", "v1", "leases", "Lease", true, "", "", ""),
+    ("events.k8s.io", "v1", "events", "Event", true, "ev", "", ""),
     (
         "discovery.k8s.io",
         "v1",

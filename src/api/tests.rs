@@ -819,3 +819,93 @@ fn resource_versions_are_spliced_into_the_top_level_metadata() {
         assert_eq!(spliced, expected, "{stored}");
     }
 }
+
+#[tokio::test]
+async fn events_are_one_storage_served_by_both_apis_and_expire() {
+    let h = harness().await;
+    let recorded = json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "web.1", "namespace": "default"},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "default-scheduler",
+        "reportingInstance": "kube", "action": "Binding", "reason": "Scheduled", "type": "Normal",
+        "regarding": {"kind": "Pod", "namespace": "default", "name": "web"},
+        "note": "Successfully assigned default/web to n1"
+    });
+    let (code, created) = h
+        .json(
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+            Some(recorded),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["regarding"]["name"], "web");
+    let (code, list) = h
+        .json(
+            "GET",
+            "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dweb",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    let core = &list["items"][0];
+    assert_eq!(core["message"], "Successfully assigned default/web to n1");
+    assert_eq!(core["reportingComponent"], "default-scheduler");
+    assert_eq!(
+        core["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+
+    let legacy = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "web.2"},
+        "involvedObject": {"kind": "Pod", "name": "web"}, "reason": "Pulled", "message": "pulled", "count": 3});
+    assert_eq!(
+        h.json("POST", "/api/v1/namespaces/default/events", Some(legacy))
+            .await
+            .0,
+        201
+    );
+    let (code, served) = h
+        .json("GET", "/apis/events.k8s.io/v1/namespaces/default/events/web.2", None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        (served["note"].as_str(), served["deprecatedCount"].as_i64()),
+        (Some("pulled"), Some(3))
+    );
+    // Patching through events.k8s.io updates the stored core/v1 event.
+    let patch = json!({"series": {"count": 2, "lastObservedTime": "2026-01-01T00:00:05.000000Z"}});
+    let (code, _) = h
+        .call(
+            "PATCH",
+            "/apis/events.k8s.io/v1/namespaces/default/events/web.1",
+            Some(patch),
+            &[("content-type", "application/merge-patch+json")],
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (_, core) = h.json("GET", "/api/v1/namespaces/default/events/web.1", None).await;
+    assert_eq!(core["series"]["count"], 2);
+    assert_eq!(core["involvedObject"]["name"], "web");
+
+    // Both writes share one lease of an hour (plus the reuse minute).
+    let stored = h
+        .store
+        .get(b"/registry/events/default/web.1".to_vec())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(stored.lease, 0);
+    let other = h
+        .store
+        .get(b"/registry/events/default/web.2".to_vec())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.lease, other.lease);
+    let cm = h
+        .store
+        .get(b"/registry/configmaps/default/kube-root-ca.crt".to_vec())
+        .await
+        .unwrap();
+    assert!(cm.is_none_or(|kv| kv.lease == 0));
+}

@@ -5,6 +5,7 @@
 
 mod apps;
 mod core;
+pub mod events;
 
 use serde_json::Value;
 use std::net::Ipv4Addr;
