@@ -115,10 +115,11 @@ pub async fn list(ctx: &Context) -> Result<Response, Status> {
     };
 
     // Objects for a Table or metadata view; otherwise the stored bytes themselves,
-    // so a list of thousands of objects is never a tree of `Value`s.
+    // appended to the body as each page is read: a list of thousands of objects is
+    // never a tree of `Value`s, nor held twice.
     let view = table::requested(&ctx.headers, ctx.query.get("includeObject"))?;
     let mut objects: Vec<Value> = Vec::new();
-    let mut raw: Vec<Vec<u8>> = Vec::new();
+    let mut items: Vec<u8> = Vec::new();
     let mut taken = 0i64;
     let mut next = None;
     loop {
@@ -128,7 +129,7 @@ pub async fn list(ctx: &Context) -> Result<Response, Status> {
             } else {
                 KeyRange::new(start.clone(), end.clone())
             },
-            limit: limit.map_or(0, |l| l.max(100)),
+            limit: limit.map_or(PAGE, |l| l.max(100)),
             revision,
             ..Default::default()
         };
@@ -156,10 +157,10 @@ pub async fn list(ctx: &Context) -> Result<Response, Status> {
                 if view.is_some() {
                     objects.push(object);
                 } else {
-                    raw.push(ctx.served_bytes(kv)?);
+                    push_item(&mut items, &ctx.served_bytes(kv)?);
                 }
             } else {
-                raw.push(ctx.served_bytes(kv)?);
+                push_item(&mut items, &ctx.served_bytes(kv)?);
             }
             taken += 1;
             if limit.is_some_and(|l| taken >= l) && (i + 1 < scanned || page.more) {
@@ -193,20 +194,27 @@ pub async fn list(ctx: &Context) -> Result<Response, Status> {
         }
         None => {
             let head = json!({"kind": format!("{}List", ctx.rtype.kind), "apiVersion": ctx.rtype.api_version(), "metadata": metadata});
-            let head = head.to_string();
-            let mut body = Vec::with_capacity(head.len() + raw.iter().map(|o| o.len() + 1).sum::<usize>() + 16);
-            body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
-            body.extend_from_slice(b",\"items\":[");
-            for (i, object) in raw.iter().enumerate() {
-                if i > 0 {
-                    body.push(b',');
-                }
-                body.extend_from_slice(object);
-            }
-            body.extend_from_slice(b"]}\n");
+            let mut head = head.to_string().into_bytes();
+            head.pop();
+            head.extend_from_slice(b",\"items\":[");
+            // Three chunks, so the items (most of the bytes) are never copied.
+            let chunks = [head, items, b"]}\n".to_vec()].map(Ok::<_, std::convert::Infallible>);
+            let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
             Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
         }
     }
+}
+
+/// How many objects a list reads from the store at a time when the client set
+/// no limit: bounds what one list holds besides its response body.
+const PAGE: i64 = 1000;
+
+/// Appends one object to a comma-separated JSON array body.
+fn push_item(items: &mut Vec<u8>, object: &[u8]) {
+    if !items.is_empty() {
+        items.push(b',');
+    }
+    items.extend_from_slice(object);
 }
 
 /// Every object in scope matching the request's selectors, at the newest revision.
