@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, auth};
 use crate::informer::Informers;
 use crate::store::{self, Store};
-use crate::{client, controllers, etcd, pki};
+use crate::{client, controllers, etcd, leader, pki};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -121,6 +121,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server_dir = args.data_dir.join("server");
     std::fs::create_dir_all(&server_dir).with_context(|| format!("cannot create data dir {}", server_dir.display()))?;
     let _lock = lock_data_dir(&server_dir.join("kube.lock"), &args.data_dir)?;
+    // Who this server is in leader-election Leases (kept across restarts).
+    let leader_identity = leader::identity(&server_dir)
+        .with_context(|| format!("cannot write the leader identity in {}", server_dir.display()))?;
 
     // Bind before opening anything, so a bad address has no side effects.
     let etcd_listener = match args.disable_etcd_endpoint {
@@ -178,6 +181,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let informers = Informers::new(client.clone(), tasks.clone(), shutdown.clone());
         let settings = controllers::Settings {
             cluster_cidr: args.cluster_cidr,
+            leader_identity: leader_identity.clone(),
         };
         tasks.spawn(controllers::run(client, informers, settings, shutdown.clone()));
     }

@@ -854,7 +854,9 @@ impl Context {
                 ));
             }
             let grace = self.pod_grace_period(&options, &current)?;
-            let held = !finalizers(&current).is_empty() || self.rtype.resource == "namespaces";
+            // A namespace's `spec.finalizers` count: the namespace controller empties it
+            // and then removes its `kubernetes` finalizer through `finalize`.
+            let held = !finalizers(&current).is_empty();
             let terminating = current["metadata"]["deletionTimestamp"].is_string();
             // A second delete with grace 0 (`--force --grace-period=0`) finishes a graceful one.
             let forced = terminating && grace == Some(0) && !held;
@@ -874,13 +876,7 @@ impl Context {
                 if self.rtype.resource == "namespaces" {
                     next["status"]["phase"] = json!("Terminating");
                 }
-                let response = self.write(&current, revision, next).await;
-                if response.is_ok() && self.rtype.resource == "namespaces" && !self.query.dry_run()? {
-                    let api = self.api.clone();
-                    let name = self.name().to_string();
-                    tokio::spawn(drain_namespace(api, name));
-                }
-                response
+                self.write(&current, revision, next).await
             } else if self.query.dry_run()? {
                 self.respond(StatusCode::OK, &current)
             } else {
@@ -977,57 +973,4 @@ fn finalizers(object: &Value) -> Vec<String> {
         all.extend(spec.iter().filter_map(|x| x.as_str().map(str::to_string)));
     }
     all
-}
-
-/// Deletes everything in a terminating namespace, object by object (so finalizers
-/// and reservations are honoured), then the namespace. Objects held by finalizers
-/// are retried until they are gone. (A stand-in for the namespace controller.)
-/// (Boxed: deleting a namespace starts this, which deletes objects in turn.)
-fn drain_namespace(api: Arc<Api>, namespace: String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(drain(api, namespace))
-}
-
-async fn drain(api: Arc<Api>, namespace: String) {
-    let types: Vec<ResourceType> = api.registry().all().filter(|t| t.namespaced).cloned().collect();
-    loop {
-        let mut remaining = 0;
-        for rtype in &types {
-            let ctx = Context {
-                api: api.clone(),
-                rtype: rtype.clone(),
-                target: Target {
-                    group: rtype.group.clone(),
-                    version: rtype.version.clone(),
-                    namespace: Some(namespace.clone()),
-                    resource: Some(rtype.resource.clone()),
-                    ..Default::default()
-                },
-                query: Query::default(),
-                headers: HeaderMap::new(),
-            };
-            if let Err(status) = ctx.delete_collection().await {
-                tracing::warn!(%namespace, %status, "draining namespace failed");
-            }
-            // What is left is held by finalizers (or failed to delete).
-            match super::list::matching(&ctx).await {
-                Ok(items) => remaining += items.len(),
-                Err(status) => {
-                    tracing::warn!(%namespace, %status, "draining namespace failed");
-                    return;
-                }
-            }
-        }
-        if remaining == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        let still_there = api.store.get(format!("/registry/namespaces/{namespace}")).await;
-        if !matches!(still_there, Ok(Some(_))) {
-            return;
-        }
-    }
-    let key = format!("/registry/namespaces/{namespace}");
-    if let Err(err) = api.store.delete(KeyRange::key(key)).await {
-        tracing::warn!(%namespace, %err, "deleting drained namespace failed");
-    }
 }

@@ -367,7 +367,7 @@ async fn finalizers_hold_deletion_until_removed() {
 }
 
 #[tokio::test]
-async fn namespaces_terminate_and_take_their_objects_along() {
+async fn namespaces_terminate_until_finalized() {
     let h = harness().await;
     let (code, ns) = h
         .json(
@@ -377,22 +377,42 @@ async fn namespaces_terminate_and_take_their_objects_along() {
         )
         .await;
     assert_eq!((code, ns["status"]["phase"].as_str()), (201, Some("Active")));
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
     h.json(
         "POST",
         "/api/v1/namespaces/temp/configmaps",
         Some(configmap("x", json!({}))),
     )
     .await;
+    // The API only marks it: emptying it is the namespace controller's job.
     let (code, ns) = h.json("DELETE", "/api/v1/namespaces/temp", None).await;
     assert_eq!((code, ns["status"]["phase"].as_str()), (200, Some("Terminating")));
-    for _ in 0..50 {
-        if h.json("GET", "/api/v1/namespaces/temp", None).await.0 == 404 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    assert!(ns["metadata"]["deletionTimestamp"].is_string());
+    let (code, _) = h
+        .json(
+            "POST",
+            "/api/v1/namespaces/temp/configmaps",
+            Some(configmap("y", json!({}))),
+        )
+        .await;
+    assert_eq!(code, 403, "no new content in a terminating namespace");
+    assert_eq!(h.json("GET", "/api/v1/namespaces/temp/configmaps/x", None).await.0, 200);
+    // Removing the last finalizer through `finalize` deletes it.
+    let mut finalized = ns.clone();
+    finalized["spec"]["finalizers"] = json!([]);
+    let (code, _) = h.json("PUT", "/api/v1/namespaces/temp/finalize", Some(finalized)).await;
+    assert_eq!(code, 200);
     assert_eq!(h.json("GET", "/api/v1/namespaces/temp", None).await.0, 404);
-    assert_eq!(h.json("GET", "/api/v1/namespaces/temp/configmaps/x", None).await.0, 404);
+
+    // A namespace without finalizers goes at once.
+    h.json(
+        "POST",
+        "/api/v1/namespaces",
+        Some(json!({"metadata": {"name": "bare"}, "spec": {"finalizers": []}})),
+    )
+    .await;
+    assert_eq!(h.json("DELETE", "/api/v1/namespaces/bare", None).await.0, 200);
+    assert_eq!(h.json("GET", "/api/v1/namespaces/bare", None).await.0, 404);
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::informer::Informers;
 
+mod namespace;
 pub mod pods;
 mod serviceaccount;
 
@@ -19,6 +20,8 @@ mod serviceaccount;
 pub struct Settings {
     /// `--cluster-cidr`: node pod CIDRs are carved from it.
     pub cluster_cidr: (Ipv4Addr, u8),
+    /// `holderIdentity` in the `kube-controller-manager` Lease (`<hostname>_<uuid>`).
+    pub leader_identity: String,
 }
 
 /// What every controller gets.
@@ -41,21 +44,29 @@ pub fn retry_after(_: &Error) -> Duration {
     Duration::from_secs(5)
 }
 
-/// Runs every controller until shutdown.
+/// Runs every controller while this server holds the `kube-controller-manager`
+/// Lease, until shutdown.
 pub async fn run(client: kube::Client, informers: Arc<Informers>, settings: Settings, shutdown: CancellationToken) {
+    let election = crate::leader::Config::new("kube-controller-manager", &settings.leader_identity);
     let context = Context {
-        client,
+        client: client.clone(),
         informers,
         settings: Arc::new(settings),
     };
-    // Every loop runs until shutdown; add new controllers to this join.
-    let controllers = async {
-        tokio::join!(serviceaccount::run(context.clone()),);
-    };
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = controllers => {}
-    }
+    crate::leader::run(client, election, shutdown, |leading| {
+        let context = context.clone();
+        async move {
+            // Every loop runs until leadership ends; add new controllers to this join.
+            let controllers = async {
+                tokio::join!(serviceaccount::run(context.clone()), namespace::run(context.clone()),);
+            };
+            tokio::select! {
+                _ = leading.cancelled() => {}
+                _ = controllers => {}
+            }
+        }
+    })
+    .await;
 }
 
 /// A `Controller` stream's end: logs failed reconciles (they are retried).

@@ -30,7 +30,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::time::ASN1Time;
 
-pub use host::interface_addresses;
+pub use host::{hostname, interface_addresses};
 pub use kubeconfig::{kubeconfig, write_kubeconfig};
 
 /// File stems (`<stem>.crt`, `<stem>.key`) inside the PKI directory.
