@@ -244,6 +244,16 @@ fn bad_requests_are_reported_like_kubernetes() {
     assert!(out.stderr.contains("is invalid"), "{out:?}");
     let out = c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lost\n  namespace: nowhere\n");
     assert!(out.stderr.contains(r#"namespaces "nowhere" not found"#), "{out:?}");
+    // kubectl validates strictly by default: a typo in a field name is refused.
+    let out = c.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: typo\n  namespace: default\nspec:\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicyy: Always\n",
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains(r#"strict decoding error: unknown field "spec.containers[0].imagePullPolicyy""#),
+        "{out:?}"
+    );
     let out = c.kubectl(&["get", "widgets"]);
     assert!(!out.status.success());
     assert!(

@@ -122,6 +122,18 @@ fn stored_bytes(object: &Value) -> Vec<u8> {
     serde_json::to_vec(&object).unwrap_or_default()
 }
 
+/// The 400 a strict decoder gives for unknown fields (none: no error).
+fn strict_error(unknown: &[String]) -> Result<(), Status> {
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    Err(Status::bad_request(format!(
+        "strict decoding error: {}",
+        fields.join(", ")
+    )))
+}
+
 fn mod_revision_is(key: &str, revision: i64) -> Compare {
     Compare {
         range: KeyRange::key(key),
@@ -687,21 +699,24 @@ impl Context {
 
     /// A custom resource against its version's schema: unknown fields pruned (or
     /// refused with `fieldValidation=Strict`), defaults filled, 422 on violations.
+    /// Built-in objects are checked against their typed model instead: with
+    /// `fieldValidation=Strict` unknown fields are refused (400, as the Go decoder
+    /// words it). Objects the model cannot decode are left to validation (422).
     fn apply_schema(&self, object: &mut Value) -> Result<(), Status> {
+        let strict = self.query.get("fieldValidation") == Some("Strict");
         let Some(schema) = self.rtype.custom.as_ref().map(|c| &c.schema).filter(|s| s.is_object()) else {
-            return Ok(());
+            if self.rtype.custom.is_some() {
+                return Ok(());
+            }
+            if !strict {
+                return Ok(());
+            }
+            let unknown = kinds::strict::unknown_fields(&self.rtype.group, &self.rtype.resource, object);
+            return strict_error(&unknown.unwrap_or_default());
         };
         let outcome = super::schema::apply(schema, object);
-        if self.query.get("fieldValidation") == Some("Strict") && !outcome.unknown.is_empty() {
-            let fields: Vec<String> = outcome
-                .unknown
-                .iter()
-                .map(|f| format!("unknown field \"{f}\""))
-                .collect();
-            return Err(Status::bad_request(format!(
-                "strict decoding error: {}",
-                fields.join(", ")
-            )));
+        if strict {
+            strict_error(&outcome.unknown)?;
         }
         if outcome.causes.is_empty() {
             return Ok(());

@@ -929,3 +929,27 @@ async fn events_are_one_storage_served_by_both_apis_and_expire() {
         .unwrap();
     assert!(cm.is_none_or(|kv| kv.lease == 0));
 }
+
+#[tokio::test]
+async fn strict_field_validation_names_unknown_fields_of_built_in_kinds() {
+    let h = harness().await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "typo"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "imagePullPolicyy": "Always"}]}});
+    let (code, status) = h
+        .json(
+            "POST",
+            "/api/v1/namespaces/default/pods?fieldValidation=Strict",
+            Some(pod.clone()),
+        )
+        .await;
+    assert_eq!(code, 400, "{status}");
+    assert_eq!(
+        status["message"],
+        "strict decoding error: unknown field \"spec.containers[0].imagePullPolicyy\""
+    );
+    // Without Strict the object is accepted as before.
+    assert_eq!(
+        h.json("POST", "/api/v1/namespaces/default/pods", Some(pod)).await.0,
+        201
+    );
+}

@@ -6,6 +6,7 @@
 mod apps;
 mod core;
 pub mod events;
+pub mod strict;
 
 use serde_json::Value;
 use std::net::Ipv4Addr;
