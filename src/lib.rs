@@ -9,5 +9,6 @@ pub mod etcd;
 pub mod informer;
 pub mod leader;
 pub mod pki;
+pub mod scheduler;
 pub mod server;
 pub mod store;

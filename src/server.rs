@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, auth};
 use crate::informer::Informers;
 use crate::store::{self, Store};
-use crate::{client, controllers, etcd, leader, pki};
+use crate::{client, controllers, etcd, leader, pki, scheduler};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -176,14 +176,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let app = api::router(api, Arc::new(authenticator));
     tasks.spawn(api::tls::serve(api_listener, tls, app.clone(), shutdown.clone()));
+    // One watch per kind for the whole process, shared by the controllers and the scheduler.
+    let informers = Informers::new(
+        client::in_process(app.clone(), client::identity::controller_manager()),
+        tasks.clone(),
+        shutdown.clone(),
+    );
     if !args.disable_controller_manager {
         let client = client::in_process(app.clone(), client::identity::controller_manager());
-        let informers = Informers::new(client.clone(), tasks.clone(), shutdown.clone());
         let settings = controllers::Settings {
             cluster_cidr: args.cluster_cidr,
             leader_identity: leader_identity.clone(),
         };
-        tasks.spawn(controllers::run(client, informers, settings, shutdown.clone()));
+        tasks.spawn(controllers::run(client, informers.clone(), settings, shutdown.clone()));
+    }
+    if !args.disable_scheduler {
+        let client = client::in_process(app.clone(), client::identity::scheduler());
+        tasks.spawn(scheduler::run(
+            client,
+            informers.clone(),
+            leader_identity.clone(),
+            shutdown.clone(),
+        ));
     }
     let kubeconfig_url = format!("https://127.0.0.1:{}", args.https_listen_port);
     pki::write_kubeconfig(
