@@ -109,7 +109,11 @@ impl Writer {
             Some(c) if c.status == "False" => c.last_transition_time.as_ref().map(|t| t.0.to_string()),
             _ => None,
         }
-        .unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+        .unwrap_or_else(|| {
+            k8s_openapi::jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        });
         let patch = json!({"status": {"conditions": [{
             "type": "PodScheduled",
             "status": "False",

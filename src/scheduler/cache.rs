@@ -231,7 +231,10 @@ impl Cache {
     }
 
     pub fn zone_count(&self, zone: &Arc<str>, owner: &Arc<str>) -> u32 {
-        self.zone_owners.get(&(zone.clone(), owner.clone())).copied().unwrap_or(0)
+        self.zone_owners
+            .get(&(zone.clone(), owner.clone()))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn slot(&mut self, name: &str) -> usize {
@@ -275,7 +278,10 @@ impl Cache {
         };
         let mut taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
         for implied in condition_taints(&node) {
-            if !taints.iter().any(|t| t.key == implied.key && t.effect == implied.effect) {
+            if !taints
+                .iter()
+                .any(|t| t.key == implied.key && t.effect == implied.effect)
+            {
                 taints.push(implied);
             }
         }
@@ -402,7 +408,12 @@ pub mod tests {
     use serde_json::json;
 
     /// A Ready node with these labels, allocatable and taints.
-    pub fn node(name: &str, labels: serde_json::Value, allocatable: serde_json::Value, taints: serde_json::Value) -> Arc<Node> {
+    pub fn node(
+        name: &str,
+        labels: serde_json::Value,
+        allocatable: serde_json::Value,
+        taints: serde_json::Value,
+    ) -> Arc<Node> {
         Arc::new(
             serde_json::from_value(json!({
                 "metadata": {"name": name, "labels": labels},
@@ -442,7 +453,10 @@ pub mod tests {
                 "ports": [{"containerPort": 80, "hostPort": 80}]}]}),
         );
         assert!(cache.add_pod("default/p", p.clone(), "n1", true));
-        assert!(!cache.add_pod("default/p", p.clone(), "n1", false), "confirming is no news");
+        assert!(
+            !cache.add_pod("default/p", p.clone(), "n1", false),
+            "confirming is no news"
+        );
         let n = cache.node(0).unwrap();
         assert_eq!((n.requested.milli_cpu, n.requested.pods), (500, 1));
         assert!(n.port_conflict(&p.ports[0]));
@@ -482,7 +496,10 @@ pub mod tests {
         .unwrap();
         cache.upsert_node(Arc::new(not_ready));
         let keys: Vec<&str> = cache.node(0).unwrap().taints.iter().map(|t| t.key.as_str()).collect();
-        assert_eq!(keys, ["node.kubernetes.io/not-ready", "node.kubernetes.io/disk-pressure"]);
+        assert_eq!(
+            keys,
+            ["node.kubernetes.io/not-ready", "node.kubernetes.io/disk-pressure"]
+        );
         // A heartbeat that changes nothing the scheduler looks at is no news.
         assert!(cache.upsert_node(node("m", json!({}), json!({}), json!([]))));
         assert!(!cache.upsert_node(node("m", json!({}), json!({}), json!([]))));

@@ -25,7 +25,10 @@ pub type NamespaceLabels<'a> = &'a dyn Fn(&str) -> Option<Labels>;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Reason {
     Unschedulable,
-    Taint { key: String, value: String },
+    Taint {
+        key: String,
+        value: String,
+    },
     NodeAffinity,
     NodePorts,
     TooManyPods,
@@ -134,7 +137,10 @@ impl FitError {
         } else {
             let mut counts = Vec::new();
             if self.resolvable > 0 {
-                counts.push(("No preemption victims found for incoming pod".to_string(), self.resolvable));
+                counts.push((
+                    "No preemption victims found for incoming pod".to_string(),
+                    self.resolvable,
+                ));
             }
             let unresolvable = self.nodes.saturating_sub(self.resolvable);
             if unresolvable > 0 {
@@ -573,8 +579,13 @@ mod tests {
         cache.add_pod("default/y", pod("y", port.clone()), "a", true);
         assert_eq!(feasible(&cache, &pod("p", port.clone())), Ok(vec!["b".into()]));
         let on_ip = json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 80, "hostIP": "10.0.0.1"}]}]});
-        assert_eq!(feasible(&cache, &pod("p", on_ip)), Ok(vec!["b".into()]), "0.0.0.0 conflicts with any IP");
-        let udp = json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 80, "protocol": "UDP"}]}]});
+        assert_eq!(
+            feasible(&cache, &pod("p", on_ip)),
+            Ok(vec!["b".into()]),
+            "0.0.0.0 conflicts with any IP"
+        );
+        let udp =
+            json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 80, "protocol": "UDP"}]}]});
         assert_eq!(feasible(&cache, &pod("p", udp)), Ok(vec!["a".into(), "b".into()]));
         cache.add_pod("default/z1", pod("z1", json!({"containers": []})), "b", true);
         cache.add_pod("default/z2", pod("z2", json!({"containers": []})), "b", true);
@@ -599,7 +610,10 @@ mod tests {
             {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["z2"]}]},
             {"matchExpressions": [{"key": "disk", "operator": "NotIn", "values": ["ssd"]}]},
         ]);
-        assert_eq!(feasible(&cache, &affinity(zone2_or_hdd)), Ok(vec!["b".into(), "c".into()]));
+        assert_eq!(
+            feasible(&cache, &affinity(zone2_or_hdd)),
+            Ok(vec!["b".into(), "c".into()])
+        );
         let named = json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a", "gone"]}]}]);
         assert_eq!(feasible(&cache, &affinity(named)), Ok(vec!["a".into()]));
         let named_full = json!([{
@@ -665,7 +679,11 @@ mod tests {
         assert_eq!(
             feasible(
                 &cache,
-                &pod_with("w3", web.clone(), json!({"containers": [], "tolerations": [{"operator": "Exists"}]}))
+                &pod_with(
+                    "w3",
+                    web.clone(),
+                    json!({"containers": [], "tolerations": [{"operator": "Exists"}]})
+                )
             ),
             Ok(vec!["b".into(), "c".into()])
         );
@@ -678,7 +696,12 @@ mod tests {
         );
         // Zone anti-affinity: z1 holds a web pod.
         let mut cache = three_nodes();
-        cache.add_pod("default/w1", pod_with("w1", web.clone(), json!({"containers": []})), "a", false);
+        cache.add_pod(
+            "default/w1",
+            pod_with("w1", web.clone(), json!({"containers": []})),
+            "a",
+            false,
+        );
         let zone_anti = json!({"containers": [], "tolerations": [{"operator": "Exists"}], "affinity": {"podAntiAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": [
                 {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "topology.kubernetes.io/zone"}]}}});
@@ -712,9 +735,17 @@ mod tests {
                  "labelSelector": {"matchLabels": {"app": "web"}}}]})
         };
         let web = json!({"app": "web"});
-        cache.add_pod("default/w1", pod_with("w1", web.clone(), spread("topology.kubernetes.io/zone")), "a", false);
+        cache.add_pod(
+            "default/w1",
+            pod_with("w1", web.clone(), spread("topology.kubernetes.io/zone")),
+            "a",
+            false,
+        );
         assert_eq!(
-            feasible(&cache, &pod_with("w2", web.clone(), spread("topology.kubernetes.io/zone"))),
+            feasible(
+                &cache,
+                &pod_with("w2", web.clone(), spread("topology.kubernetes.io/zone"))
+            ),
             Ok(vec!["c".into()]),
             "z1 has one, z2 none"
         );
@@ -727,14 +758,29 @@ mod tests {
             "0/3 nodes are available: 3 node(s) didn't match pod topology spread constraints (missing required label). \
              preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.."
         );
-        cache.add_pod("default/w2", pod_with("w2", web.clone(), json!({"containers": []})), "b", false);
-        cache.add_pod("default/w3", pod_with("w3", web.clone(), json!({"containers": []})), "c", false);
+        cache.add_pod(
+            "default/w2",
+            pod_with("w2", web.clone(), json!({"containers": []})),
+            "b",
+            false,
+        );
+        cache.add_pod(
+            "default/w3",
+            pod_with("w3", web.clone(), json!({"containers": []})),
+            "c",
+            false,
+        );
         // One web pod per node: any node takes the fourth.
         assert_eq!(
             feasible(&cache, &pod_with("w4", web.clone(), spread("kubernetes.io/hostname"))).map(|n| n.len()),
             Ok(3)
         );
-        cache.add_pod("default/w4", pod_with("w4", web.clone(), json!({"containers": []})), "a", false);
+        cache.add_pod(
+            "default/w4",
+            pod_with("w4", web.clone(), json!({"containers": []})),
+            "a",
+            false,
+        );
         assert_eq!(
             feasible(&cache, &pod_with("w5", web.clone(), spread("kubernetes.io/hostname"))),
             Ok(vec!["b".into(), "c".into()])

@@ -174,7 +174,11 @@ impl NodeTerm {
         };
         let labels = parse(&term.match_expressions, false);
         let fields = parse(&term.match_fields, true);
-        NodeTerm { labels, fields, invalid }
+        NodeTerm {
+            labels,
+            fields,
+            invalid,
+        }
     }
 
     /// Whether a node with this name and these labels matches. A term with no
@@ -283,7 +287,9 @@ mod tests {
         assert!(one(json!({"key": "gpu", "operator": "DoesNotExist"})).matches("n1", &l));
         assert!(!one(json!({"key": "zone", "operator": "Bogus", "values": ["a"]})).matches("n1", &l));
         // Terms are ORed; an empty term matches nothing.
-        let t = terms(json!({"nodeSelectorTerms": [{}, {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}));
+        let t = terms(
+            json!({"nodeSelectorTerms": [{}, {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}),
+        );
         assert!(t.matches("n1", &l));
         assert!(!terms(json!({"nodeSelectorTerms": [{}]})).matches("n1", &l));
         // matchFields on metadata.name, and the names it limits the pod to.
@@ -294,7 +300,9 @@ mod tests {
         assert!(f.matches("n3", &l) && f.matches("n1", &l) && !f.matches("n4", &l));
         assert_eq!(f.names(), Some(vec!["n1".into(), "n2".into(), "n3".into()]));
         assert_eq!(one(json!({"key": "zone", "operator": "Exists"})).names(), None);
-        let bad_field = terms(json!({"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.uid", "operator": "In", "values": ["x"]}]}]}));
+        let bad_field = terms(
+            json!({"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.uid", "operator": "In", "values": ["x"]}]}]}),
+        );
         assert!(!bad_field.matches("n1", &l));
     }
 }

@@ -242,7 +242,11 @@ impl Scheduler {
             self.cache.remove_pod(key);
             self.queue.move_all(now);
         }
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty());
         if let Some(node) = node {
             self.queue.remove(key);
             if is_terminal(&pod) {
@@ -264,7 +268,9 @@ impl Scheduler {
         }
         let spec = pod.spec.as_ref();
         let ours = spec.and_then(|s| s.scheduler_name.as_deref()).unwrap_or(SCHEDULER_NAME) == SCHEDULER_NAME;
-        let gated = spec.and_then(|s| s.scheduling_gates.as_ref()).is_some_and(|g| !g.is_empty());
+        let gated = spec
+            .and_then(|s| s.scheduling_gates.as_ref())
+            .is_some_and(|g| !g.is_empty());
         if !ours || gated || is_terminal(&pod) || pod.metadata.deletion_timestamp.is_some() {
             self.queue.remove(key);
             return;
@@ -307,8 +313,11 @@ impl Scheduler {
         }
         let info = PodInfo::new(pod.clone());
         let namespaces = self.namespaces.clone();
-        let namespace_labels =
-            move |ns: &str| namespaces.get(&ObjectRef::new(ns)).and_then(|n| n.metadata.labels.clone());
+        let namespace_labels = move |ns: &str| {
+            namespaces
+                .get(&ObjectRef::new(ns))
+                .and_then(|n| n.metadata.labels.clone())
+        };
         let chosen = match filter::find_feasible(&self.cache, &info, &mut self.next_start, &namespace_labels) {
             Ok(feasible) => score::pick(&self.cache, &info, &feasible, &namespace_labels),
             Err(fit) => {

@@ -151,7 +151,11 @@ impl PodInfo {
                 let Some(host_port) = port.host_port.filter(|p| *p > 0) else {
                     continue;
                 };
-                let ip = port.host_ip.clone().filter(|ip| !ip.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
+                let ip = port
+                    .host_ip
+                    .clone()
+                    .filter(|ip| !ip.is_empty())
+                    .unwrap_or_else(|| "0.0.0.0".into());
                 ports.push(HostPort {
                     ip,
                     protocol: port.protocol.clone().unwrap_or_else(|| "TCP".into()),
@@ -238,7 +242,10 @@ impl PodInfo {
     /// required node affinity (kube-scheduler's `RequiredNodeAffinity.Match`).
     pub fn fits_node_selector(&self, node_name: &str, node_labels: &Labels) -> bool {
         self.node_selector.iter().all(|(k, v)| node_labels.get(k) == Some(v))
-            && self.required_node.as_ref().is_none_or(|t| t.matches(node_name, node_labels))
+            && self
+                .required_node
+                .as_ref()
+                .is_none_or(|t| t.matches(node_name, node_labels))
     }
 
     /// Whether the pod has any inter-pod affinity term at all.
@@ -305,18 +312,31 @@ mod tests {
             &toleration(json!({"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"})),
             &t
         ));
-        assert!(tolerates(&toleration(json!({"operator": "Exists"})), &t), "tolerates everything");
+        assert!(
+            tolerates(&toleration(json!({"operator": "Exists"})), &t),
+            "tolerates everything"
+        );
         assert!(!tolerates(&toleration(json!({"key": "dedicated", "value": "cpu"})), &t));
         assert!(!tolerates(
             &toleration(json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"})),
             &t
         ));
-        assert!(!tolerates(&toleration(json!({"value": "gpu"})), &t), "Equal needs a key");
-        let taints = [taint("a", "1", "PreferNoSchedule"), t.clone(), taint("b", "2", "NoExecute")];
+        assert!(
+            !tolerates(&toleration(json!({"value": "gpu"})), &t),
+            "Equal needs a key"
+        );
+        let taints = [
+            taint("a", "1", "PreferNoSchedule"),
+            t.clone(),
+            taint("b", "2", "NoExecute"),
+        ];
         let found = untolerated(&taints, &[], &["NoSchedule", "NoExecute"]).unwrap();
         assert_eq!(found.key, "dedicated");
         let tols = [toleration(json!({"key": "dedicated", "operator": "Exists"}))];
-        assert_eq!(untolerated(&taints, &tols, &["NoSchedule", "NoExecute"]).unwrap().key, "b");
+        assert_eq!(
+            untolerated(&taints, &tols, &["NoSchedule", "NoExecute"]).unwrap().key,
+            "b"
+        );
     }
 
     #[test]
@@ -348,9 +368,17 @@ mod tests {
         assert_eq!(info.owner.as_deref(), Some("u1"));
         assert_eq!(info.spread.len(), 1, "only DoNotSchedule constraints filter");
         let term = &info.anti_affinity[0];
-        let l = |rev: &str| Labels::from([("app".to_string(), "web".to_string()), ("rev".to_string(), rev.to_string())]);
+        let l = |rev: &str| {
+            Labels::from([
+                ("app".to_string(), "web".to_string()),
+                ("rev".to_string(), rev.to_string()),
+            ])
+        };
         assert!(term.matches("ns", &l("1"), || None));
         assert!(!term.matches("ns", &l("2"), || None), "matchLabelKeys adds rev=1");
-        assert!(!term.matches("other", &l("1"), || None), "the pod's own namespace by default");
+        assert!(
+            !term.matches("other", &l("1"), || None),
+            "the pod's own namespace by default"
+        );
     }
 }

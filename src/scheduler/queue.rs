@@ -299,8 +299,10 @@ mod tests {
 
     fn pod(name: &str, priority: i32) -> Arc<Pod> {
         Arc::new(
-            serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"containers": [], "priority": priority}}))
-                .unwrap(),
+            serde_json::from_value(
+                json!({"metadata": {"name": name}, "spec": {"containers": [], "priority": priority}}),
+            )
+            .unwrap(),
         )
     }
 

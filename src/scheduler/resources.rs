@@ -29,7 +29,9 @@ pub fn parse_milli(text: &str) -> Option<i128> {
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
-    let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let number_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
     let (number, suffix) = rest.split_at(number_end);
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') || whole.len() + fraction.len() > 30 {
@@ -299,7 +301,10 @@ mod tests {
         }))
         .unwrap();
         let r = PodRequest::of(&sidecar);
-        assert_eq!(r.requests.milli_cpu, 1700, "the init container runs next to the sidecar");
+        assert_eq!(
+            r.requests.milli_cpu, 1700,
+            "the init container runs next to the sidecar"
+        );
 
         let empty: PodSpec = serde_json::from_value(json!({"containers": [{"name": "a"}, {"name": "b"}]})).unwrap();
         let r = PodRequest::of(&empty);

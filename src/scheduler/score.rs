@@ -184,7 +184,10 @@ fn least_allocated(node: &NodeInfo, pod: &PodInfo) -> i64 {
         }
     };
     let cpu = least(node.nonzero_cpu + pod.request.nonzero_cpu, node.allocatable.milli_cpu);
-    let memory = least(node.nonzero_memory + pod.request.nonzero_memory, node.allocatable.memory);
+    let memory = least(
+        node.nonzero_memory + pod.request.nonzero_memory,
+        node.allocatable.memory,
+    );
     (cpu + memory) / 2
 }
 
@@ -198,7 +201,10 @@ fn balanced(node: &NodeInfo, pod: &PodInfo) -> i64 {
         }
     };
     let cpu = fraction(node.nonzero_cpu + pod.request.nonzero_cpu, node.allocatable.milli_cpu);
-    let memory = fraction(node.nonzero_memory + pod.request.nonzero_memory, node.allocatable.memory);
+    let memory = fraction(
+        node.nonzero_memory + pod.request.nonzero_memory,
+        node.allocatable.memory,
+    );
     let deviation = ((cpu - memory) / 2.0).abs();
     ((1.0 - deviation) * MAX as f64) as i64
 }
@@ -270,7 +276,12 @@ mod tests {
         // Nine replicas of one ReplicaSet over three empty nodes: spread evenly.
         let mut cache = Cache::default();
         for i in 0..3 {
-            cache.upsert_node(node(&format!("n{i}"), json!({}), json!({"cpu": "4", "memory": "8Gi", "pods": "110"}), json!([])));
+            cache.upsert_node(node(
+                &format!("n{i}"),
+                json!({}),
+                json!({"cpu": "4", "memory": "8Gi", "pods": "110"}),
+                json!([]),
+            ));
         }
         for i in 0..9 {
             let replica = pod(&format!("r{i}"), json!({"containers": [{"name": "c"}]}));
