@@ -154,8 +154,9 @@ fn config_file_sets_flags() {
     s.args(&["--config", config.to_str().unwrap()]);
     s.spawn();
     s.wait_ready();
+    // The etcd port answers before the store is opened.
     assert!(
-        state_db(&s.data_dir).exists(),
+        eventually(Duration::from_secs(10), || state_db(&s.data_dir).exists()),
         "no database under the configured data dir"
     );
     s.etcdctl(&["put", "from", "config"]).ok();
@@ -172,7 +173,11 @@ fn kube_env_vars_set_flags() {
         .env("KUBE_DATASTORE_SYNC", "full");
     s.spawn();
     s.wait_ready();
-    assert!(state_db(&s.data_dir).exists(), "no database under KUBE_DATA_DIR");
+    // The etcd port answers before the store is opened.
+    assert!(
+        eventually(Duration::from_secs(10), || state_db(&s.data_dir).exists()),
+        "no database under KUBE_DATA_DIR"
+    );
     s.etcdctl(&["put", "from", "env"]).ok();
     assert_eq!(s.etcdctl(&["get", "from"]).ok(), "from\nenv\n");
 }
@@ -192,7 +197,8 @@ fn kube_config_env_var_names_the_config_file() {
     s.env("KUBE_CONFIG", config.to_str().unwrap());
     s.spawn();
     s.wait_ready();
-    assert!(state_db(&s.data_dir).exists());
+    // The etcd port answers before the store is opened.
+    assert!(eventually(Duration::from_secs(10), || state_db(&s.data_dir).exists()));
 }
 
 #[test]
@@ -423,7 +429,8 @@ fn value(i: i64) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_under_writes_is_consistent() {
-    let a = Server::start();
+    // No control-plane loops: their writes would interleave with the numbered puts.
+    let a = Server::start_with(&["--disable-controller-manager", "--disable-scheduler"]);
     let mut kv = grpc::kv(&a.url()).await;
     let acked = Arc::new(AtomicI64::new(0));
     let stop = Arc::new(AtomicBool::new(false));

@@ -170,11 +170,15 @@ impl Server {
         s
     }
 
-    /// Like [`Server::start`], but a real etcd when `KUBEBOX_TEST_AGAINST=etcd`.
+    /// Like [`Server::start`], but a real etcd when `KUBEBOX_TEST_AGAINST=etcd`. The
+    /// control-plane loops (controllers, scheduler) do not run, so that the only
+    /// writes to the store are the test's own, as with a bare etcd.
     pub fn start_etcd_compatible() -> Server {
         let mut s = Server::new(&[]);
         if std::env::var("KUBEBOX_TEST_AGAINST").as_deref() == Ok("etcd") {
             s.flavor = Flavor::RealEtcd;
+        } else {
+            s.args(&["--disable-controller-manager", "--disable-scheduler"]);
         }
         s.spawn();
         s.wait_ready();
