@@ -7,6 +7,7 @@ pub mod config;
 pub mod controllers;
 pub mod etcd;
 pub mod informer;
+pub mod kubelet;
 pub mod leader;
 pub mod pki;
 pub mod scheduler;
