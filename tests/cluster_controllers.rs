@@ -235,3 +235,259 @@ fn the_controller_manager_holds_and_renews_its_lease() {
         "controllers run right after a restart"
     );
 }
+
+/// A pod selected by `app=web`, bound to `node`, serving port 8080 as `http`.
+fn web_pod(name: &str, namespace: &str, node: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {namespace}, labels: {{app: web}}}}
+spec:
+  nodeName: {node}
+  hostname: {name}
+  subdomain: web-all
+  containers:
+  - name: app
+    image: busybox
+    ports: [{{name: http, containerPort: 8080}}]
+"#
+    )
+}
+
+/// A node as a kubelet registers it, Ready.
+fn node(name: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Node
+metadata: {{name: {name}, labels: {{kubernetes.io/hostname: {name}, topology.kubernetes.io/zone: zone-a}}}}
+"#
+    )
+}
+
+impl Cluster {
+    /// Posts a pod's status as its kubelet would: running with `ip`, ready or not.
+    #[track_caller]
+    fn pod_status(&self, namespace: &str, name: &str, ip: &str, ready: bool) {
+        let ready = if ready { "True" } else { "False" };
+        let status = json!({"status": {
+            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+            "conditions": [{"type": "Ready", "status": ready}, {"type": "ContainersReady", "status": ready}],
+        }});
+        self.ok(&[
+            "-n",
+            namespace,
+            "patch",
+            "pod",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ]);
+    }
+}
+
+/// `ip` addresses of an Endpoints' subsets: (ready, not ready).
+fn endpoint_ips(endpoints: &Value) -> (Vec<String>, Vec<String>) {
+    let collect = |field: &str| {
+        let mut ips: Vec<String> = endpoints["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
+            .map(|a| a["ip"].as_str().unwrap_or_default().to_string())
+            .collect();
+        ips.sort();
+        ips
+    };
+    (collect("addresses"), collect("notReadyAddresses"))
+}
+
+/// (address, ready, serving, terminating) of every endpoint in the slices.
+fn slice_endpoints(slices: &Value) -> Vec<(String, bool, bool, bool)> {
+    let mut all: Vec<(String, bool, bool, bool)> = slices["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .map(|e| {
+            let c = &e["conditions"];
+            (
+                e["addresses"][0].as_str().unwrap_or_default().to_string(),
+                c["ready"] == true,
+                c["serving"] == true,
+                c["terminating"] == true,
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn endpoints_and_slices_follow_pod_readiness_and_named_ports() {
+    let c = Cluster::start();
+    c.apply(&node("ep-node"));
+    c.apply(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: ep}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: ep, labels: {team: shop}}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-all, namespace: ep}
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#,
+    );
+    c.apply(&web_pod("one", "ep", "ep-node"));
+    c.apply(&web_pod("two", "ep", "ep-node"));
+    c.pod_status("ep", "one", "10.42.7.11", true);
+    c.pod_status("ep", "two", "10.42.7.12", false);
+
+    let endpoints = c
+        .wait_for(&["-n", "ep", "endpoints", "web"], "web's endpoints", |e| {
+            e.is_some_and(|e| endpoint_ips(e) == (vec!["10.42.7.11".into()], vec!["10.42.7.12".into()]))
+        })
+        .unwrap();
+    let subset = &endpoints["subsets"][0];
+    assert_eq!(
+        subset["ports"],
+        json!([{"name": "http", "port": 8080, "protocol": "TCP"}])
+    );
+    let address = &subset["addresses"][0];
+    assert_eq!(address["nodeName"], "ep-node");
+    assert_eq!(address["targetRef"]["name"], "one");
+    assert!(
+        address.get("hostname").is_none(),
+        "the pods' subdomain is the other Service"
+    );
+    assert_eq!(endpoints["metadata"]["labels"]["team"], "shop");
+
+    // Headless with publishNotReadyAddresses: everyone is an address, named
+    // after its hostname (the pods' subdomain is this Service).
+    let all = c
+        .wait_for(&["-n", "ep", "endpoints", "web-all"], "web-all's endpoints", |e| {
+            e.is_some_and(|e| endpoint_ips(e).0.len() == 2)
+        })
+        .unwrap();
+    assert_eq!(all["metadata"]["labels"]["service.kubernetes.io/headless"], "");
+    let hostnames: Vec<&str> = all["subsets"][0]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["hostname"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(hostnames, ["one", "two"]);
+
+    let slices = c
+        .wait_for(
+            &["-n", "ep", "endpointslices", "-l", "kubernetes.io/service-name=web"],
+            "web's slice",
+            |s| s.is_some_and(|s| slice_endpoints(s).len() == 2),
+        )
+        .unwrap();
+    let items = slices["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{slices:#}");
+    let slice = &items[0];
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(
+        slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
+    assert_eq!(slice["metadata"]["labels"]["team"], "shop");
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
+    assert_eq!(
+        slice["ports"],
+        json!([{"name": "http", "port": 8080, "protocol": "TCP"}])
+    );
+    let first = slice["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["targetRef"]["name"] == "one")
+        .unwrap();
+    assert_eq!(first["nodeName"], "ep-node");
+    assert_eq!(first["zone"], "zone-a");
+    assert_eq!(
+        slice_endpoints(&slices),
+        [
+            ("10.42.7.11".to_string(), true, true, false),
+            ("10.42.7.12".to_string(), false, false, false)
+        ]
+    );
+
+    // Readiness flips are followed.
+    c.pod_status("ep", "two", "10.42.7.12", true);
+    c.pod_status("ep", "one", "10.42.7.11", false);
+    c.wait_for(&["-n", "ep", "endpoints", "web"], "the readiness flip", |e| {
+        e.is_some_and(|e| endpoint_ips(e) == (vec!["10.42.7.12".into()], vec!["10.42.7.11".into()]))
+    });
+    let slices = c
+        .wait_for(
+            &["-n", "ep", "endpointslices", "-l", "kubernetes.io/service-name=web"],
+            "the readiness flip in the slice",
+            |s| s.is_some_and(|s| slice_endpoints(s).iter().any(|e| e.0 == "10.42.7.12" && e.1)),
+        )
+        .unwrap();
+
+    // A change that matters to neither is not written.
+    let versions = |c: &Cluster| {
+        let e = c.get(&["-n", "ep", "endpoints", "web"]).unwrap();
+        let s = c
+            .get(&["-n", "ep", "endpointslices", "-l", "kubernetes.io/service-name=web"])
+            .unwrap();
+        (
+            e["metadata"]["resourceVersion"].clone(),
+            s["items"][0]["metadata"]["resourceVersion"].clone(),
+        )
+    };
+    let before = versions(&c);
+    assert_eq!(before.1, slices["items"][0]["metadata"]["resourceVersion"]);
+    c.ok(&["-n", "ep", "annotate", "pod", "one", "note=unrelated"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(versions(&c), before);
+
+    // A pod that stops matching the selector leaves; a deleted pod leaves.
+    c.ok(&["-n", "ep", "label", "pod", "one", "app=other", "--overwrite"]);
+    c.wait_for(&["-n", "ep", "endpoints", "web"], "relabelled pod to leave", |e| {
+        e.is_some_and(|e| endpoint_ips(e) == (vec!["10.42.7.12".into()], vec![]))
+    });
+    c.ok(&["-n", "ep", "delete", "pod", "two", "--grace-period=0", "--force"]);
+    c.wait_for(&["-n", "ep", "endpoints", "web"], "the deleted pod to leave", |e| {
+        e.is_some_and(|e| e.get("subsets").is_none_or(|s| s.as_array().is_none_or(Vec::is_empty)))
+    });
+    let placeholder = c.wait_for(
+        &["-n", "ep", "endpointslices", "-l", "kubernetes.io/service-name=web"],
+        "an empty placeholder slice",
+        |s| s.is_some_and(|s| slice_endpoints(s).is_empty() && s["items"].as_array().is_some_and(|i| i.len() == 1)),
+    );
+    assert!(placeholder.unwrap()["items"][0].get("ports").is_none());
+
+    // Deleting the Service deletes its Endpoints.
+    c.ok(&["-n", "ep", "delete", "service", "web"]);
+    c.wait_for(&["-n", "ep", "endpoints", "web"], "the Endpoints to go", |e| {
+        e.is_none()
+    });
+
+    // The API server's own Service has its Endpoints and EndpointSlice.
+    let slice = c
+        .get(&["-n", "default", "endpointslice", "kubernetes"])
+        .expect("the kubernetes slice");
+    assert_eq!(slice["metadata"]["labels"]["kubernetes.io/service-name"], "kubernetes");
+    assert_eq!(slice["ports"][0]["name"], "https");
+    assert!(c.get(&["-n", "default", "endpoints", "kubernetes"]).is_some());
+}

@@ -135,23 +135,53 @@ pub async fn bootstrap(api: &Arc<Api>) -> Result<(), Status> {
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": address}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
     });
-    let ctx = context(api, "endpoints", Some("default"), Some("kubernetes"))?;
+    keep(api, "endpoints", endpoints, &["subsets"]).await?;
+    // Its EndpointSlice, as kube-apiserver's endpoint reconciler writes it (the
+    // endpointslice controller leaves Services without a selector alone).
+    let family = if address.parse::<std::net::Ipv6Addr>().is_ok() {
+        "IPv6"
+    } else {
+        "IPv4"
+    };
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": family,
+        "endpoints": [{"addresses": [address], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    });
+    keep(
+        api,
+        "discovery.k8s.io/endpointslices",
+        slice,
+        &["addressType", "endpoints", "ports"],
+    )
+    .await
+}
+
+/// Creates `desired` (in `default`), or rewrites it where one of `fields` differs.
+async fn keep(api: &Arc<Api>, resource: &str, desired: Value, fields: &[&str]) -> Result<(), Status> {
+    let name = desired["metadata"]["name"].as_str().unwrap_or_default();
+    let ctx = context(api, resource, Some("default"), Some(name))?;
     match ctx.current().await {
-        Ok((current, _)) if current["subsets"] == endpoints["subsets"] => Ok(()),
-        Ok(_) => ctx.update(Bytes::from(endpoints.to_string())).await.map(|_| ()),
-        Err(status) if status.code == 404 => ensure(api, "endpoints", Some("default"), endpoints).await,
+        Ok((current, _)) if fields.iter().all(|f| current[f] == desired[f]) => Ok(()),
+        Ok(_) => ctx.update(Bytes::from(desired.to_string())).await.map(|_| ()),
+        Err(status) if status.code == 404 => ensure(api, resource, Some("default"), desired).await,
         Err(status) => Err(status),
     }
 }
 
-/// A request context for server-internal writes to a core/v1 resource.
+/// A request context for server-internal writes to a v1 resource (`resource`
+/// for the core group, `group/resource` for others).
 fn context(
     api: &Arc<Api>,
     resource: &str,
     namespace: Option<&str>,
     name: Option<&str>,
 ) -> Result<handlers::Context, Status> {
+    let (group, resource) = resource.split_once('/').unwrap_or(("", resource));
     let target = Target {
+        group: group.into(),
         version: "v1".into(),
         namespace: namespace.map(str::to_string),
         resource: Some(resource.into()),

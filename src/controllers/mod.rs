@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::informer::Informers;
 
+mod endpoints;
+mod endpointslice;
 mod namespace;
 pub mod pods;
 mod serviceaccount;
@@ -58,7 +60,12 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>, settings: Sett
         async move {
             // Every loop runs until leadership ends; add new controllers to this join.
             let controllers = async {
-                tokio::join!(serviceaccount::run(context.clone()), namespace::run(context.clone()),);
+                tokio::join!(
+                    serviceaccount::run(context.clone()),
+                    namespace::run(context.clone()),
+                    endpoints::run(context.clone()),
+                    endpointslice::run(context.clone()),
+                );
             };
             tokio::select! {
                 _ = leading.cancelled() => {}
