@@ -6,7 +6,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kubebox::{config, server, store};
+use kubebox::{config, kubelet, server, store};
 
 #[derive(Parser)]
 #[command(name = "kube", version, about = "A whole Kubernetes cluster in one binary")]
@@ -28,6 +28,47 @@ enum Command {
     /// Save or restore snapshots of the server's store.
     #[command(subcommand)]
     EtcdSnapshot(SnapshotCommand),
+    /// Import and list the node's container images (no registry needed).
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import image archives (OCI layout or `docker save`; .tar, .tar.gz or .tar.zst)
+    /// into the node's containerd.
+    Import {
+        #[command(flatten)]
+        runtime: RuntimeFlags,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// List the node's images, as `crictl images` does.
+    #[command(alias = "list")]
+    Ls {
+        #[command(flatten)]
+        runtime: RuntimeFlags,
+    },
+}
+
+/// Which runtime `kube image` talks to: the node's own containerd in the data dir,
+/// or `--container-runtime-endpoint`.
+#[derive(clap::Args)]
+struct RuntimeFlags {
+    #[arg(long, env = "KUBE_DATA_DIR", default_value = "/var/lib/kube")]
+    data_dir: PathBuf,
+    /// The CRI socket of an existing containerd.
+    #[arg(long, env = "KUBE_CONTAINER_RUNTIME_ENDPOINT", value_name = "SOCKET")]
+    container_runtime_endpoint: Option<String>,
+}
+
+impl RuntimeFlags {
+    fn socket(&self) -> PathBuf {
+        match &self.container_runtime_endpoint {
+            Some(e) => PathBuf::from(e.strip_prefix("unix://").unwrap_or(e)),
+            None => kubelet::containerd::Paths::new(&self.data_dir).socket,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -73,6 +114,15 @@ fn run() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(server::run(args))
+        }
+        Command::Image(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            match command {
+                ImageCommand::Import { runtime: flags, files } => {
+                    runtime.block_on(kubelet::images::import_command(&flags.socket(), &files))
+                }
+                ImageCommand::Ls { runtime: flags } => runtime.block_on(kubelet::images::list_command(&flags.socket())),
+            }
         }
         Command::EtcdSnapshot(SnapshotCommand::Save { data_dir, file }) => {
             let file = match file {

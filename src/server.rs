@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, auth};
 use crate::informer::Informers;
 use crate::store::{self, Store};
-use crate::{client, controllers, etcd, leader, pki, scheduler};
+use crate::{client, controllers, etcd, kubelet, leader, pki, scheduler};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -74,6 +74,8 @@ pub struct ServerArgs {
     /// Do not run the controllers.
     #[arg(long, env = "KUBE_DISABLE_CONTROLLER_MANAGER")]
     pub disable_controller_manager: bool,
+    #[command(flatten)]
+    pub node: kubelet::NodeArgs,
 }
 
 fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
@@ -209,6 +211,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(address = %api_address, kubeconfig = %args.write_kubeconfig.display(), "Kubernetes API listening");
 
     let etcd_task = etcd_listener.map(|listener| tasks.spawn(etcd::serve(store.clone(), listener, shutdown.clone())));
+    let agent_task = (!args.disable_agent).then(|| {
+        let node_name = kubelet::node_name(args.node_name.as_deref());
+        let client = client::in_process(app.clone(), client::identity::node(&node_name));
+        let config = kubelet::Config {
+            data_dir: args.data_dir.clone(),
+            node_name,
+            control_plane: true,
+            cluster_cidr: args.cluster_cidr,
+            cluster_dns: args.cluster_dns,
+            args: args.node.clone(),
+        };
+        tasks.spawn(kubelet::run(config, client, shutdown.clone()))
+    });
 
     let failed = tokio::select! {
         signal = shutdown_signal() => {
@@ -223,6 +238,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         } => Some(match result {
             Ok(Ok(())) => anyhow::anyhow!("etcd endpoint stopped unexpectedly"),
             Ok(Err(err)) => err.into(),
+            Err(err) => err.into(),
+        }),
+        // The agent returns early only when the node cannot start.
+        result = async {
+            match agent_task {
+                Some(task) => task.await,
+                None => std::future::pending().await,
+            }
+        } => Some(match result {
+            Ok(Ok(())) => anyhow::anyhow!("the node agent stopped unexpectedly"),
+            Ok(Err(err)) => anyhow::anyhow!("the node agent cannot start: {err}"),
             Err(err) => err.into(),
         }),
     };

@@ -1,4 +1,182 @@
-//! The node agent's kubelet: the CRI client and the pod lifecycle.
+//! The node agent (kubelet) of `kube server` (unless `--disable-agent`) and, later,
+//! `kube agent`: it gets a container runtime (a supervised containerd, or the one
+//! `--container-runtime-endpoint` names), imports the sandbox image and the airgap
+//! images, writes the pod network's CNI config, registers the Node and keeps its
+//! Lease and status fresh, and runs the pod workers.
+//!
+//! Start order, as the upstream kubelet and k3s's agent do it: runtime first (a node
+//! is not Ready without one), images before pods (so no pod waits for an image the
+//! node has on disk), the Node object before the CNI config (the pod range comes
+//! from its `spec.podCIDR`), pods last.
 
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub mod cni;
+pub mod containerd;
 pub mod cri;
+pub mod images;
+pub mod pause;
 pub mod pods;
+
+/// The agent's flags, shared by `kube server` and `kube agent` (k3s names).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// Use this existing CRI socket (containerd) instead of starting containerd.
+    #[arg(long, env = "KUBE_CONTAINER_RUNTIME_ENDPOINT", value_name = "SOCKET")]
+    pub container_runtime_endpoint: Option<String>,
+    /// Directory holding the CNI plugins [default: /usr/lib/cni, then /opt/cni/bin].
+    #[arg(long, env = "KUBE_CNI_BIN_DIR", value_name = "DIR")]
+    pub cni_bin_dir: Option<PathBuf>,
+    /// Name of the Linux bridge pods attach to (and of the CNI network); nodes that
+    /// share a host need different names.
+    #[arg(long, env = "KUBE_CNI_BRIDGE", default_value = "kube0")]
+    pub cni_bridge: String,
+}
+
+impl NodeArgs {
+    /// The existing runtime socket, if one was given (`unix://` prefix allowed).
+    pub fn runtime_socket(&self) -> Option<PathBuf> {
+        self.container_runtime_endpoint
+            .as_deref()
+            .map(|e| PathBuf::from(e.strip_prefix("unix://").unwrap_or(e)))
+    }
+}
+
+/// Everything the agent needs to know about its node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub node_name: String,
+    /// Whether the node runs the control plane (`kube server`): it gets the
+    /// `node-role.kubernetes.io/control-plane` label.
+    pub control_plane: bool,
+    pub cluster_cidr: (Ipv4Addr, u8),
+    pub cluster_dns: Ipv4Addr,
+    pub args: NodeArgs,
+}
+
+impl Config {
+    /// `<data-dir>/agent`.
+    pub fn agent_dir(&self) -> PathBuf {
+        self.data_dir.join("agent")
+    }
+
+    /// The airgap images directory: archives here are imported at every start.
+    pub fn images_dir(&self) -> PathBuf {
+        images_dir(&self.data_dir)
+    }
+
+    /// Where containerd's CRI plugin reads the CNI config from.
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.agent_dir().join("etc").join("cni").join("net.d")
+    }
+}
+
+/// `<data-dir>/agent/images`.
+pub fn images_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("agent").join("images")
+}
+
+/// The CRI socket for a data dir: the `--container-runtime-endpoint` if given,
+/// else the supervised containerd's.
+pub fn runtime_socket(data_dir: &Path, args: &NodeArgs) -> PathBuf {
+    args.runtime_socket()
+        .unwrap_or_else(|| containerd::Paths::new(data_dir).socket)
+}
+
+/// The node name: `--node-name`, else the host name (lower-cased).
+pub fn node_name(flag: Option<&str>) -> String {
+    flag.map(str::to_ascii_lowercase)
+        .or_else(crate::pki::hostname)
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Containerd(#[from] containerd::Error),
+    #[error("importing the sandbox image: {0}")]
+    SandboxImage(images::Error),
+    #[error(transparent)]
+    Cni(#[from] cni::Error),
+    #[error("the pause (sandbox) image is not available for {0}")]
+    Arch(&'static str),
+}
+
+/// What the pod workers get from the agent once the node is set up.
+#[derive(Clone)]
+pub struct Runtime {
+    /// The CRI (and containerd API) socket.
+    pub socket: PathBuf,
+    /// The CNI network pods join (bridge and name).
+    pub network: cni::Network,
+}
+
+/// Runs the node agent until `shutdown`. Returns an error only when the node cannot
+/// start (no runtime, no sandbox image): `kube server` then exits with it.
+pub async fn run(config: Config, _client: kube::Client, shutdown: CancellationToken) -> Result<(), Error> {
+    cni::check_bridge_name(&config.args.cni_bridge)?;
+    let tasks = TaskTracker::new();
+
+    // 1. The container runtime.
+    let socket = match config.args.runtime_socket() {
+        Some(socket) => {
+            let version = containerd::wait_ready(&socket, std::time::Duration::from_secs(30)).await?;
+            tracing::info!(socket = %socket.display(), %version, "using the existing container runtime");
+            socket
+        }
+        None => {
+            let settings = containerd::Settings {
+                paths: containerd::Paths::new(&config.data_dir),
+                sandbox_image: pause::IMAGE.to_string(),
+                cni_bin_dir: containerd::find_cni_bin_dir(config.args.cni_bin_dir.as_deref())?,
+                cni_conf_dir: config.cni_conf_dir(),
+                restrict_oom_score_adj: containerd::lacks_cap_sys_resource(),
+            };
+            let supervisor = containerd::Supervisor::start(&settings).await?;
+            let socket = supervisor.socket().to_path_buf();
+            tasks.spawn(supervisor.run(shutdown.clone()));
+            socket
+        }
+    };
+
+    // 2. Images: the sandbox image must be there before any pod; airgap archives next.
+    let importer = images::Importer::new(&socket);
+    let arch = pause::Arch::host().ok_or(Error::Arch(std::env::consts::ARCH))?;
+    let imported = importer
+        .import_memory(&pause::image(arch))
+        .await
+        .map_err(Error::SandboxImage)?;
+    tracing::info!(image = %imported.name, "sandbox image ready");
+    importer.import_dir(&config.images_dir()).await;
+
+    // 3. The pod network. Until node registration lands here, the node takes the
+    //    first /24 of the cluster range.
+    let pod_cidr = cni::first_free_subnet(config.cluster_cidr, &[]).unwrap_or(config.cluster_cidr);
+    let network = cni::Network {
+        name: config.args.cni_bridge.clone(),
+        bridge: config.args.cni_bridge.clone(),
+        pod_cidr,
+        cluster_cidr: config.cluster_cidr,
+        ipam_dir: config.agent_dir().join("cni").join("networks"),
+    };
+    let path = cni::write(&config.cni_conf_dir(), &network)?;
+    if let Err(err) = cni::Masquerade::ensure(&cni::Iptables, &network.bridge, pod_cidr, config.cluster_cidr) {
+        tracing::warn!(error = %err, "cannot set up masquerading for pod traffic");
+    }
+    tracing::info!(path = %path.display(), pod_cidr = %cni::cidr_string(pod_cidr), "CNI config written");
+
+    let _runtime = Arc::new(Runtime { socket, network });
+    // HOOK (pods): start the pod workers here, e.g.
+    // `tasks.spawn(pods::run(client.clone(), runtime.clone(), config.clone(), shutdown.clone()));`
+
+    shutdown.cancelled().await;
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}
