@@ -79,6 +79,21 @@ spec:
 #[test]
 fn discovery_version_and_system_namespaces() {
     let c = Cluster::start();
+    // kubectl explain reads the OpenAPI v3 schemas, descriptions included.
+    let explained = c.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(
+        explained.contains("FIELD: strategy <DeploymentStrategy>"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("rollingUpdate\t<RollingUpdateDeployment>"),
+        "{explained}"
+    );
+    let explained = c.ok(&["explain", "pods.spec.containers.resources.limits"]);
+    assert!(
+        explained.contains("Limits describes the maximum amount of compute resources allowed"),
+        "{explained}"
+    );
     let version = c.ok(&["version", "-o", "json"]);
     let version: serde_json::Value = serde_json::from_str(&version).unwrap();
     assert_eq!(version["serverVersion"]["major"], "1");

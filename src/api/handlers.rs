@@ -711,7 +711,7 @@ impl Context {
             if !strict {
                 return Ok(());
             }
-            let unknown = kinds::strict::unknown_fields(&self.rtype.group, &self.rtype.resource, object);
+            let unknown = kinds::typed::unknown_fields(&self.rtype.group, &self.rtype.resource, object);
             return strict_error(&unknown.unwrap_or_default());
         };
         let outcome = super::schema::apply(schema, object);

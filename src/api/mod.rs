@@ -55,6 +55,8 @@ pub struct Api {
     /// Where Service cluster IPs and node ports come from.
     pub service_ranges: kinds::ServiceRanges,
     metrics: metrics::Metrics,
+    /// Generated OpenAPI documents.
+    openapi: openapi::OpenApi,
     /// The lease new and updated events share while it is young (see `event_lease`).
     event_lease: tokio::sync::Mutex<Option<(i64, std::time::Instant)>>,
 }
@@ -86,6 +88,7 @@ impl Api {
             service_ranges,
             metrics: metrics::Metrics::default(),
             event_lease: tokio::sync::Mutex::new(None),
+            openapi: openapi::OpenApi::default(),
         })
     }
 
@@ -351,6 +354,16 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
         return Ok((StatusCode::OK, [(header::CONTENT_TYPE, discovery::AGGREGATED)], body).into_response());
     }
     if method == Method::GET
+        && let Some(doc) = openapi_document(api, &path)
+    {
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            doc.bytes.clone(),
+        )
+            .into_response());
+    }
+    if method == Method::GET
         && let Some(doc) = discovery_document(api, &path)
     {
         return Ok(json_response(StatusCode::OK, &doc));
@@ -415,6 +428,17 @@ fn verb(method: &Method, collection: bool, query: &Query) -> Result<&'static str
     })
 }
 
+/// `/openapi/v3/api/<v>` and `/openapi/v3/apis/<g>/<v>`.
+fn openapi_document(api: &Api, path: &str) -> Option<Arc<openapi::Document>> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version) = match parts.as_slice() {
+        ["openapi", "v3", "api", version] => ("", *version),
+        ["openapi", "v3", "apis", group, version] => (*group, *version),
+        _ => return None,
+    };
+    api.openapi.document(&api.registry(), group, version)
+}
+
 fn discovery_document(api: &Api, path: &str) -> Option<Value> {
     let registry = api.registry();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -424,9 +448,7 @@ fn discovery_document(api: &Api, path: &str) -> Option<Value> {
         ["api", version] => discovery::api_resource_list(&registry, "", version),
         ["apis", group] => discovery::api_group(&registry, group),
         ["apis", group, version] => discovery::api_resource_list(&registry, group, version),
-        ["openapi", "v3"] => Some(openapi::index(&registry)),
-        ["openapi", "v3", "api", version] => openapi::group_version(&registry, "", version),
-        ["openapi", "v3", "apis", group, version] => openapi::group_version(&registry, group, version),
+        ["openapi", "v3"] => Some(api.openapi.index(&registry)),
         _ => None,
     }
 }

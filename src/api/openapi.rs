@@ -3,16 +3,81 @@
 //! operation carries its `x-kubernetes-group-version-kind` and an inline
 //! `fieldValidation` parameter, which is what kubectl checks before it lets the
 //! server validate (`kubectl apply` with its default `--validate=strict`).
-//! Schemas are open objects for now; full component schemas (for
-//! `kubectl explain`) come from the typed models later. Strategic merge patch is
+//! Built-in kinds get their full component schemas (with descriptions, for
+//! `kubectl explain`) from their typed models, custom resources their CRD's
+//! schema. Documents are generated once per registry state and cached with the
+//! hash the index advertises, so kubectl's per-invocation index fetch is cheap.
+//! Strategic merge patch is
 //! deliberately not declared: kubectl then computes its patches from its compiled-in
 //! types, whose merge keys the server's `patch` module knows.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::body::Bytes;
+use k8s_openapi::schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::discovery::KUBERNETES_MINOR;
+use super::kinds::typed;
 use super::resources::{Registry, ResourceType};
+
+/// One group-version's document, serialized, and the hash the index names it by.
+pub struct Document {
+    pub bytes: Bytes,
+    pub hash: String,
+    /// What the document was generated from (the group-version's types).
+    source: u64,
+}
+
+/// Generated documents by group-version path (`api/v1`, `apis/apps/v1`).
+#[derive(Default)]
+pub struct OpenApi {
+    documents: Mutex<HashMap<String, Arc<Document>>>,
+}
+
+impl OpenApi {
+    /// The index of every served group-version.
+    pub fn index(&self, registry: &Registry) -> Value {
+        let mut paths = Map::new();
+        for (group, version) in registry.group_versions() {
+            let Some(doc) = self.document(registry, &group, &version) else {
+                continue;
+            };
+            let path = gv_path(&group, &version);
+            paths.insert(
+                path.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", doc.hash)}),
+            );
+        }
+        json!({"paths": paths})
+    }
+
+    /// The document of one group-version, `None` if it is not served.
+    pub fn document(&self, registry: &Registry, group: &str, version: &str) -> Option<Arc<Document>> {
+        let types: Vec<&ResourceType> = registry.in_group_version(group, version).collect();
+        if types.is_empty() {
+            return None;
+        }
+        let source = {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            format!("{types:?}").hash(&mut hasher);
+            hasher.finish()
+        };
+        let path = gv_path(group, version);
+        let mut documents = self.documents.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(doc) = documents.get(&path).filter(|d| d.source == source) {
+            return Some(doc.clone());
+        }
+        let bytes = Bytes::from(group_version(registry, group, version)?.to_string());
+        let hash = hex(&Sha256::digest(&bytes)[..8]);
+        let doc = Arc::new(Document { bytes, hash, source });
+        documents.insert(path, doc.clone());
+        Some(doc)
+    }
+}
 
 /// `api/v1` or `apis/<group>/<version>`: the key of a group-version in the index.
 fn gv_path(group: &str, version: &str) -> String {
@@ -23,42 +88,42 @@ fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
-pub fn index(registry: &Registry) -> Value {
-    let mut paths = Map::new();
-    for (group, version) in registry.group_versions() {
-        let path = gv_path(&group, &version);
-        let doc = group_version(registry, &group, &version).unwrap_or_default();
-        let hash = hex(&Sha256::digest(doc.to_string().as_bytes())[..8]);
-        paths.insert(
-            path.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
-        );
-    }
-    json!({"paths": paths})
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
-/// The document of one group-version, `None` if it is not served.
-pub fn group_version(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+/// Generates the document of one group-version, `None` if it is not served.
+fn group_version(registry: &Registry, group: &str, version: &str) -> Option<Value> {
     let mut paths = Map::new();
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let mut kinds = Vec::new();
     let mut schemas = Map::new();
     for t in registry.in_group_version(group, version) {
-        let schema_name = schema_name(t);
-        schemas.insert(
-            schema_name.clone(),
-            json!({
-                "type": "object",
-                "x-kubernetes-preserve-unknown-fields": true,
-                "x-kubernetes-group-version-kind": [gvk(t)],
-            }),
-        );
+        let schema_name = match typed::of(&t.group, &t.resource) {
+            Some(model) => {
+                let reference = model.schema(&mut generator);
+                let name = reference["$ref"].as_str().and_then(|r| r.rsplit('/').next());
+                name.map_or_else(|| schema_name(t), str::to_string)
+            }
+            None => {
+                let custom = t.custom.as_ref().map(|c| c.schema.clone()).filter(Value::is_object);
+                let schema =
+                    custom.unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+                schemas.insert(schema_name(t), schema);
+                schema_name(t)
+            }
+        };
+        kinds.push((schema_name.clone(), gvk(t)));
         paths.insert(item_path(t), item_operations(t, &schema_name));
     }
     if paths.is_empty() {
         return None;
+    }
+    schemas.extend(generator.take_definitions(true));
+    for (name, gvk) in kinds {
+        if let Some(schema) = schemas.get_mut(&name).and_then(Value::as_object_mut) {
+            schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+        }
     }
     Some(json!({
         "openapi": "3.0.0",
@@ -141,7 +206,7 @@ mod tests {
     #[test]
     fn patch_operations_declare_field_validation_inline() {
         let registry = Registry::builtin();
-        let index = index(&registry);
+        let index = OpenApi::default().index(&registry);
         let url = index["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap();
         assert!(url.starts_with("/openapi/v3/apis/apps/v1?hash="));
         let doc = group_version(&registry, "apps", "v1").unwrap();

@@ -6,7 +6,7 @@
 mod apps;
 mod core;
 pub mod events;
-pub mod strict;
+pub mod typed;
 
 use serde_json::Value;
 use std::net::Ipv4Addr;
