@@ -104,6 +104,8 @@ pub enum Error {
     SandboxImage(images::Error),
     #[error(transparent)]
     Cni(#[from] cni::Error),
+    #[error("container runtime endpoint: {0}")]
+    Cri(cri::Error),
     #[error("the pause (sandbox) image is not available for {0}")]
     Arch(&'static str),
 }
@@ -119,7 +121,7 @@ pub struct Runtime {
 
 /// Runs the node agent until `shutdown`. Returns an error only when the node cannot
 /// start (no runtime, no sandbox image): `kube server` then exits with it.
-pub async fn run(config: Config, _client: kube::Client, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(config: Config, client: kube::Client, shutdown: CancellationToken) -> Result<(), Error> {
     cni::check_bridge_name(&config.args.cni_bridge)?;
     let tasks = TaskTracker::new();
 
@@ -171,9 +173,19 @@ pub async fn run(config: Config, _client: kube::Client, shutdown: CancellationTo
     }
     tracing::info!(path = %path.display(), pod_cidr = %cni::cidr_string(pod_cidr), "CNI config written");
 
+    // 4. The pods bound to this node.
+    let mut settings = pods::Settings::new(&config.data_dir);
+    settings.cluster_dns = vec![config.cluster_dns.into()];
+    settings.node_ips = pods::host_ip().into_iter().collect();
+    let cri = cri::Cri::new(&socket.to_string_lossy()).map_err(Error::Cri)?;
+    tasks.spawn(pods::run(
+        client.clone(),
+        config.node_name.clone(),
+        Arc::new(cri),
+        settings,
+        shutdown.clone(),
+    ));
     let _runtime = Arc::new(Runtime { socket, network });
-    // HOOK (pods): start the pod workers here, e.g.
-    // `tasks.spawn(pods::run(client.clone(), runtime.clone(), config.clone(), shutdown.clone()));`
 
     shutdown.cancelled().await;
     tasks.close();

@@ -106,6 +106,16 @@ pub struct Node {
     pub cpu_milli: i64,
 }
 
+/// The address this host uses to reach others (the source address of its default
+/// route), for `status.hostIP` until the Node's own addresses say otherwise.
+pub fn host_ip() -> Option<IpAddr> {
+    // Connecting a UDP socket sends nothing; it only picks the route.
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
 fn memory_capacity() -> i64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()

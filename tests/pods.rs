@@ -1,0 +1,458 @@
+//! Pods on a real node: `kube server` with its agent (its own containerd, CNI bridge
+//! and the busybox image built by `scripts/busybox-image`), driven with the real
+//! kubectl. One server runs every scenario side by side (a node per test would mean a
+//! containerd per test), then is restarted to check that running containers are
+//! adopted, not restarted. Pods are bound by `spec.nodeName` directly.
+//!
+//! Needs root, containerd, runc, the CNI plugins and busybox-static
+//! (`scripts/install-deps`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Server, eventually};
+use serde_json::Value;
+
+const NODE: &str = "pods-test-node";
+
+/// A node for this run: a bridge name and pod range no other run uses.
+fn start_node() -> Node {
+    let tag: u16 = rand::random_range(0..10000);
+    let octet = 100 + (tag % 100);
+    let bridge = format!("kt{tag}");
+    let mut server = Server::new(&[
+        "--node-name",
+        NODE,
+        "--cluster-cidr",
+        &format!("10.{octet}.0.0/16"),
+        "--cni-bridge",
+        &bridge,
+    ]);
+    server.env("KUBE_DISABLE_AGENT", "false");
+    let images = server.data_dir.join("agent").join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/busybox-image");
+    let out = common::run(Command::new(script).arg(images.join("busybox.tar")));
+    assert!(out.status.success(), "building the busybox image: {}", out.stderr);
+    // Before the first start, so a failed start is cleaned up too.
+    let mut node = Node { server, bridge };
+    node.server.spawn();
+    node.server.wait_ready();
+    node.server.wait_api();
+    node
+}
+
+/// The test's node. Dropping it (also when a check panicked) deletes every pod, waits
+/// until the runtime has no container left, and stops the server with SIGTERM so
+/// that it stops its containerd too.
+struct Node {
+    server: Server,
+    bridge: String,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let server = &self.server;
+        let _ = server.kubectl(&[
+            "delete",
+            "pods",
+            "--all",
+            "--all-namespaces",
+            "--grace-period=1",
+            "--wait=false",
+        ]);
+        eventually(Duration::from_secs(60), || {
+            server
+                .kubectl(&["get", "pods", "-A", "-o", "name"])
+                .stdout
+                .trim()
+                .is_empty()
+        });
+        // The agent removes the containers of deleted pods right away.
+        let gone = eventually(Duration::from_secs(30), || containers(server).is_empty());
+        let _ = self.server.signal_and_wait("TERM", Duration::from_secs(30));
+        // The bridge and its masquerading outlive the agent (pods survive restarts);
+        // this node is gone for good.
+        let bridge = &self.bridge;
+        let chain = format!("KUBE-MASQ-{bridge}");
+        let _ = common::run(Command::new("ip").args(["link", "del", bridge]));
+        let _ = common::run(Command::new("iptables").args(["-t", "nat", "-D", "POSTROUTING", "-j", &chain]));
+        let _ = common::run(Command::new("iptables").args(["-t", "nat", "-F", &chain]));
+        let _ = common::run(Command::new("iptables").args(["-t", "nat", "-X", &chain]));
+        if !gone && !std::thread::panicking() {
+            panic!("containers of deleted pods are left behind");
+        }
+    }
+}
+
+fn socket(server: &Server) -> PathBuf {
+    server.data_dir.join("agent/containerd/containerd.sock")
+}
+
+/// IDs of the CRI containers the node's containerd has.
+fn containers(server: &Server) -> Vec<String> {
+    let out =
+        common::run(
+            Command::new("ctr")
+                .arg("-a")
+                .arg(socket(server))
+                .args(["-n", "k8s.io", "containers", "ls", "-q"]),
+        );
+    out.stdout
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn apply(server: &Server, yaml: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::write_file(dir.path(), "manifest.yaml", yaml);
+    server.kubectl(&["apply", "-f", file.to_str().unwrap()]).ok();
+}
+
+fn pod(server: &Server, name: &str) -> Value {
+    let out = server.kubectl(&["get", "pod", name, "-o", "json"]);
+    serde_json::from_str(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn container_status(pod: &Value) -> &Value {
+    &pod["status"]["containerStatuses"][0]
+}
+
+fn condition<'a>(pod: &'a Value, kind: &str) -> Option<&'a str> {
+    pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)?["status"]
+        .as_str()
+}
+
+/// Polls the pod until `f` holds; panics with the pod's last state otherwise.
+#[track_caller]
+fn wait_pod(server: &Server, name: &str, timeout: Duration, what: &str, mut f: impl FnMut(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let ok = eventually(timeout, || {
+        last = pod(server, name);
+        f(&last)
+    });
+    assert!(ok, "pod {name}: {what} within {timeout:?}; last seen:\n{last:#}");
+    last
+}
+
+/// A container's log file content (the CRI log format's text part).
+fn log_of(server: &Server, pod: &Value, container: &str) -> String {
+    let dir = format!(
+        "{}_{}_{}",
+        pod["metadata"]["namespace"].as_str().unwrap(),
+        pod["metadata"]["name"].as_str().unwrap(),
+        pod["metadata"]["uid"].as_str().unwrap()
+    );
+    let path = server
+        .data_dir
+        .join("agent/logs/pods")
+        .join(dir)
+        .join(container)
+        .join("0.log");
+    std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or_default().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const WEB: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  nodeName: pods-test-node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo hello > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe:
+      httpGet: {path: /index.html, port: http}
+      periodSeconds: 1
+"#;
+
+fn web_runs_and_becomes_ready(server: &Server) {
+    let started = Instant::now();
+    let pod = wait_pod(server, "web", Duration::from_secs(60), "Running and Ready", |p| {
+        p["status"]["phase"] == "Running" && condition(p, "Ready") == Some("True")
+    });
+    let cs = container_status(&pod);
+    assert_eq!(cs["ready"], true);
+    assert_eq!(cs["started"], true);
+    assert_eq!(cs["restartCount"], 0);
+    assert!(cs["containerID"].as_str().unwrap().starts_with("containerd://"), "{cs}");
+    assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
+    let ip = pod["status"]["podIP"].as_str().unwrap();
+    assert!(ip.starts_with("10."), "pod IP {ip}");
+    assert!(pod["status"]["hostIP"].is_string());
+    assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    for kind in [
+        "PodScheduled",
+        "PodReadyToStartContainers",
+        "Initialized",
+        "ContainersReady",
+    ] {
+        assert_eq!(condition(&pod, kind), Some("True"), "{kind}");
+    }
+    // The node reaches the pod on its IP.
+    let body =
+        common::run(Command::new("busybox").args(["wget", "-q", "-O", "-", &format!("http://{ip}:8080/index.html")]));
+    assert_eq!(body.stdout.trim(), "hello", "{}", body.stderr);
+    eprintln!("web: Ready after {:?}", started.elapsed());
+}
+
+const CRASH: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: crash}
+spec:
+  nodeName: pods-test-node
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo dying; exit 3"]
+"#;
+
+fn crash_loops_with_growing_back_off(server: &Server) {
+    let waiting = |p: &Value| {
+        container_status(p)["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = wait_pod(server, "crash", Duration::from_secs(60), "CrashLoopBackOff 10s", |p| {
+        container_status(p)["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && waiting(p).starts_with("back-off 10s")
+    });
+    let cs = container_status(&first);
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs}");
+    assert_eq!(cs["lastState"]["terminated"]["reason"], "Error", "{cs}");
+    assert_eq!(cs["restartCount"], 1, "{cs}");
+    let second = wait_pod(server, "crash", Duration::from_secs(40), "CrashLoopBackOff 20s", |p| {
+        waiting(p).starts_with("back-off 20s")
+    });
+    let cs = container_status(&second);
+    assert_eq!(cs["restartCount"], 2, "{cs}");
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs}");
+    assert_eq!(second["status"]["phase"], "Running");
+    assert!(log_of(server, &second, "c").contains("dying"));
+}
+
+const OOM: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: oom}
+spec:
+  nodeName: pods-test-node
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "x=$(head -c 50000000 /dev/zero | tr '\\0' a); echo survived"]
+    resources: {limits: {memory: 20Mi}}
+"#;
+
+fn oom_is_reported(server: &Server) {
+    let pod = wait_pod(server, "oom", Duration::from_secs(60), "Failed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    let t = &container_status(&pod)["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{t}");
+    assert_eq!(t["exitCode"], 137, "{t}");
+    assert_eq!(pod["status"]["qosClass"], "Burstable");
+}
+
+const VOLUMES: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: vol-cm}
+data: {greeting: hello-from-configmap}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: vol-secret}
+data: {password: aHVudGVyMg==}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: volumes, labels: {app: volumes}}
+spec:
+  nodeName: pods-test-node
+  restartPolicy: Never
+  initContainers:
+  - name: init
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo written-by-init > /scratch/file"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c"]
+    args:
+    - >-
+      echo cm=$(cat /cm/greeting); echo secret=$(cat /secret/password);
+      echo scratch=$(cat /scratch/file); echo labels=$(cat /info/labels);
+      echo env=$GREETING/$POD_NAME; stat -c mode=%a /secret/..data/password;
+      echo mem=$(mount | grep -c ' /mem type tmpfs')
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: vol-cm, key: greeting}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    volumeMounts:
+    - {name: cm, mountPath: /cm}
+    - {name: secret, mountPath: /secret}
+    - {name: scratch, mountPath: /scratch}
+    - {name: info, mountPath: /info}
+    - {name: mem, mountPath: /mem}
+  volumes:
+  - {name: cm, configMap: {name: vol-cm}}
+  - {name: secret, secret: {secretName: vol-secret, defaultMode: 0400}}
+  - {name: scratch, emptyDir: {}}
+  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 4Mi}}
+  - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
+"#;
+
+fn volumes_are_visible(server: &Server) {
+    let pod = wait_pod(server, "volumes", Duration::from_secs(60), "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let init = &pod["status"]["initContainerStatuses"][0];
+    assert_eq!(init["state"]["terminated"]["exitCode"], 0, "{init}");
+    let log = log_of(server, &pod, "c");
+    for line in [
+        "cm=hello-from-configmap",
+        "secret=hunter2",
+        "scratch=written-by-init",
+        "labels=app=\"volumes\"",
+        "env=hello-from-configmap/volumes",
+        "mode=400",
+        "mem=1",
+    ] {
+        assert!(log.lines().any(|l| l == line), "{line:?} missing from the log:\n{log}");
+    }
+}
+
+const SLEEPER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: sleeper}
+spec:
+  nodeName: pods-test-node
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+"#;
+
+fn delete_honours_the_grace_period(server: &Server) {
+    let pod = wait_pod(server, "sleeper", Duration::from_secs(60), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let id = container_status(&pod)["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_string();
+    let started = Instant::now();
+    // `sleep` as PID 1 ignores SIGTERM: the kubelet waits the 3 s, then kills it.
+    server.kubectl(&["delete", "pod", "sleeper", "--timeout=30s"]).ok();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "deleted after {took:?}, before its grace period"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "deletion took {took:?} for a 3 s grace period"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || !containers(server).contains(&id)),
+        "the container of a deleted pod is removed"
+    );
+}
+
+/// One scenario run against the shared node.
+type Check = fn(&Server);
+
+#[test]
+fn pods_run_on_the_node() {
+    let mut node = start_node();
+    for manifest in [WEB, CRASH, OOM, VOLUMES, SLEEPER] {
+        apply(&node, manifest);
+    }
+    std::thread::scope(|s| {
+        let server: &Server = &node;
+        let checks: [(&str, Check); 5] = [
+            ("web", web_runs_and_becomes_ready),
+            ("crash", crash_loops_with_growing_back_off),
+            ("oom", oom_is_reported),
+            ("volumes", volumes_are_visible),
+            ("delete", delete_honours_the_grace_period),
+        ];
+        let handles: Vec<_> = checks
+            .into_iter()
+            .map(|(name, check)| (name, s.spawn(move || check(server))))
+            .collect();
+        let failed: Vec<&str> = handles
+            .into_iter()
+            .filter_map(|(name, h)| h.join().is_err().then_some(name))
+            .collect();
+        assert!(failed.is_empty(), "failed scenarios: {failed:?}");
+    });
+
+    // Restart safety: a restarted server adopts the running container instead of
+    // starting another one.
+    let before = pod(&node, "web");
+    let before_status = container_status(&before).clone();
+    let stopped = node.server.signal_and_wait("TERM", Duration::from_secs(30));
+    assert!(stopped.is_some_and(|s| s.success()), "kube server stops on SIGTERM");
+    node.server.spawn();
+    node.server.wait_ready();
+    node.server.wait_api();
+    // A pod created now runs once the agent is back, so by then it has looked at
+    // `web` too (and would have restarted it, were it going to).
+    apply(&node, &SLEEPER.replace("sleeper", "after-restart"));
+    wait_pod(&node, "after-restart", Duration::from_secs(60), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let after = pod(&node, "web");
+    assert_eq!(condition(&after, "Ready"), Some("True"));
+    let after_status = container_status(&after);
+    assert_eq!(
+        after_status["containerID"], before_status["containerID"],
+        "{after_status}"
+    );
+    assert_eq!(after_status["restartCount"], 0, "{after_status}");
+    assert_eq!(
+        after_status["state"]["running"]["startedAt"], before_status["state"]["running"]["startedAt"],
+        "{after_status}"
+    );
+    let id = after_status["containerID"].as_str().unwrap_or_default();
+    assert!(containers(&node).contains(&id.trim_start_matches("containerd://").to_string()));
+    let crash = pod(&node, "crash");
+    assert!(container_status(&crash)["restartCount"].as_i64().unwrap_or(0) >= 2);
+}
