@@ -172,6 +172,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         format!("{}:{}", advertised_ip(&args), args.https_listen_port),
         ranges,
     );
+    let kubelet_client = pki::kubelet_client_tls_config(pki.server_ca_pem(), &pki.kubelet_client()?)?;
+    api.set_kubelet_client(api::KubeletClient::new(kubelet_client));
     if let Err(status) = api::bootstrap(&api).await {
         close(store).await;
         bail!("bootstrapping the API failed: {status}");

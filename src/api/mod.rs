@@ -11,6 +11,7 @@ pub mod crd;
 pub mod discovery;
 mod handlers;
 pub mod kinds;
+mod kubelet;
 mod list;
 mod managed;
 mod metrics;
@@ -38,6 +39,7 @@ use serde_json::Value;
 use std::sync::{Arc, RwLock};
 
 use crate::store::Store;
+pub use kubelet::KubeletClient;
 use request::{Query, Target};
 use resources::{Registry, ResourceType};
 use status::Status;
@@ -54,6 +56,8 @@ pub struct Api {
     pub server_address: String,
     /// Where Service cluster IPs and node ports come from.
     pub service_ranges: kinds::ServiceRanges,
+    /// How `pods/log`, `pods/exec`, ... and `nodes/proxy` reach kubelets.
+    kubelet: std::sync::OnceLock<KubeletClient>,
     metrics: metrics::Metrics,
     /// Generated OpenAPI documents.
     openapi: openapi::OpenApi,
@@ -86,10 +90,16 @@ impl Api {
             registry: RwLock::new(Registry::builtin()),
             server_address,
             service_ranges,
+            kubelet: std::sync::OnceLock::new(),
             metrics: metrics::Metrics::default(),
             event_lease: tokio::sync::Mutex::new(None),
             openapi: openapi::OpenApi::default(),
         })
+    }
+
+    /// Sets how the kubelet subresources reach kubelets (once; later calls are ignored).
+    pub fn set_kubelet_client(&self, client: KubeletClient) {
+        let _ = self.kubelet.set(client);
     }
 
     fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
@@ -329,7 +339,7 @@ async fn metrics_text(State(api): State<Arc<Api>>) -> Response {
 }
 
 async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());
     let method = parts.method.clone();
@@ -380,11 +390,17 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
         let served = sub == "status" && rtype.has_status()
             || sub == "scale" && rtype.subresources.iter().any(|s| s == "scale")
             || matches!(sub.as_str(), "binding" | "eviction") && rtype.group.is_empty() && rtype.resource == "pods"
-            || sub == "finalize" && rtype.resource == "namespaces";
+            || sub == "finalize" && rtype.resource == "namespaces"
+            || matches!(sub.as_str(), "log" | "exec" | "attach" | "portforward")
+                && rtype.group.is_empty()
+                && rtype.resource == "pods"
+            || sub == "proxy" && rtype.group.is_empty() && rtype.resource == "nodes";
         if !served {
             return Err(Status::no_route());
         }
     }
+    let raw_query = parts.uri.query().map(str::to_string);
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let ctx = handlers::Context {
         api: api.clone(),
         rtype,
@@ -392,7 +408,20 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
         query,
         headers,
     };
+    let forwarded = |method: Method, body: Body| kubelet::Forwarded {
+        method,
+        raw_query,
+        headers: ctx.headers.clone(),
+        upgrade,
+        body,
+    };
     match (ctx.target.subresource.as_deref(), &method) {
+        (Some("log"), &Method::GET) => return kubelet::log(&ctx).await,
+        (Some("exec" | "attach" | "portforward"), &Method::GET | &Method::POST) => {
+            return kubelet::stream(&ctx, forwarded(method, body)).await;
+        }
+        (Some("log" | "exec" | "attach" | "portforward"), _) => return Err(Status::method_not_allowed()),
+        (Some("proxy"), _) => return kubelet::node_proxy(&ctx, &path, forwarded(method, body)).await,
         (Some("scale"), _) => return scale::handle(&ctx, &method, read_body(body).await?).await,
         (Some("binding"), &Method::POST) => return pods::bind(&ctx, read_body(body).await?).await,
         (Some("eviction"), &Method::POST) => return pods::evict(&ctx, read_body(body).await?).await,

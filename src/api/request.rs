@@ -43,6 +43,10 @@ pub fn parse_path(path: &str) -> Option<Target> {
         // The namespace object itself: its name is in the namespace slot.
         target.namespace = None;
     }
+    // `<resource>/<name>/proxy/<path...>`: the rest is the proxied path.
+    if rest.len() > 3 && rest[2] == "proxy" {
+        rest = &rest[..3];
+    }
     let mut segments = rest.iter().map(|s| s.to_string());
     target.resource = segments.next();
     target.name = segments.next();
@@ -140,6 +144,10 @@ mod tests {
         assert_eq!(
             parse_path("/apis/apps/v1/namespaces/a/deployments/d/scale"),
             Some(t("apps", Some("a"), Some("deployments"), Some("d"), Some("scale")))
+        );
+        assert_eq!(
+            parse_path("/api/v1/nodes/n1/proxy/stats/summary"),
+            Some(t("", None, Some("nodes"), Some("n1"), Some("proxy")))
         );
         assert_eq!(parse_path("/healthz"), None);
         assert_eq!(parse_path("/api/v1/namespaces/a/pods/b/c/d"), None);

@@ -22,6 +22,7 @@ pub mod cri;
 pub mod images;
 pub mod pause;
 pub mod pods;
+pub mod server;
 
 /// The agent's flags, shared by `kube server` and `kube agent` (k3s names).
 #[derive(Debug, Clone, clap::Args)]

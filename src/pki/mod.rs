@@ -38,6 +38,14 @@ pub const SERVER_CA: &str = "server-ca";
 pub const CLIENT_CA: &str = "client-ca";
 pub const SERVING_APISERVER: &str = "serving-kube-apiserver";
 pub const CLIENT_ADMIN: &str = "client-admin";
+/// The apiserver's client certificate towards kubelets.
+pub const CLIENT_KUBELET: &str = "client-kube-apiserver-kubelet-client";
+/// The kubelet's serving certificate (in the agent's directory).
+pub const SERVING_KUBELET: &str = "serving-kubelet";
+
+/// The identity the apiserver presents to kubelets (kubeadm's name for it); the
+/// only client a kubelet's API accepts.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 /// The admin identity of the kubeconfig: all-powerful through its group.
 pub const ADMIN_USER: &str = "system:admin";
@@ -133,6 +141,23 @@ impl Sans {
         for san in tls_sans {
             sans.add(san)?;
         }
+        Ok(sans)
+    }
+
+    /// What a node's kubelet must answer to: its node name, the hostname,
+    /// `localhost`, loopback and every interface address of the host.
+    pub fn kubelet(node_name: &str) -> Result<Sans, PkiError> {
+        let mut sans = Sans::default();
+        sans.ips.insert(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        sans.ips.insert(IpAddr::V6(Ipv6Addr::LOCALHOST));
+        sans.ips.extend(host::interface_addresses());
+        sans.dns_names.insert("localhost".to_string());
+        if let Some(hostname) = host::hostname()
+            && let Err(err) = sans.add(&hostname)
+        {
+            tracing::warn!(%err, "hostname left out of the kubelet certificate");
+        }
+        sans.add(node_name)?;
         Ok(sans)
     }
 
@@ -255,22 +280,84 @@ impl Pki {
         self.client_ca
             .load_or_issue(&self.dir, stem, &Leaf::client(user, groups)?)
     }
+
+    /// The apiserver's client certificate for kubelets: CN
+    /// `kube-apiserver-kubelet-client`, O `system:masters`, kept in the PKI dir.
+    pub fn kubelet_client(&self) -> Result<CertPair, PkiError> {
+        self.load_or_issue_client_cert(CLIENT_KUBELET, KUBELET_CLIENT_USER, &[ADMIN_GROUP])
+    }
+
+    /// A kubelet's serving certificate, signed by the server CA (which the
+    /// apiserver verifies kubelets with), named `system:node:<node>` in
+    /// `system:nodes` as a kubelet's own CSR would be, kept as
+    /// `<dir>/serving-kubelet.crt/.key` and re-issued when `sans` grow.
+    pub fn kubelet_serving(&self, dir: &Path, node_name: &str, sans: &Sans) -> Result<CertPair, PkiError> {
+        files::create_dir(dir, 0o700)?;
+        let leaf = Leaf {
+            common_name: format!("system:node:{node_name}"),
+            organization: Some("system:nodes".to_string()),
+            sans: sans.clone(),
+            usage: ExtendedKeyUsagePurpose::ServerAuth,
+        };
+        self.server_ca.load_or_issue(dir, SERVING_KUBELET, &leaf)
+    }
 }
 
 /// The apiserver's rustls configuration: the serving certificate, client
 /// certificates verified against the client CA but optional (anonymous and
 /// bearer-token clients connect too), ALPN `h2` and `http/1.1`, ring crypto.
 pub fn server_tls_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    let serving_path = pki.dir.join(format!("{SERVING_APISERVER}.crt"));
+    let config = tls_server_config(&pki.serving, &serving_path, &pki.client_ca.pair.cert_pem)?;
+    Ok(Arc::new(config))
+}
+
+/// A kubelet's rustls configuration: its serving certificate, client certificates
+/// verified against `client_ca_pem` but optional at the TLS layer (so that an
+/// anonymous client gets a 401 rather than a handshake failure, as from a real
+/// kubelet), HTTP/1.1 only: exec, attach and port-forward upgrade the connection.
+pub fn kubelet_tls_config(serving: &CertPair, client_ca_pem: &str) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    let mut config = tls_server_config(serving, Path::new(SERVING_KUBELET), client_ca_pem)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The rustls client configuration the apiserver dials kubelets with: their
+/// serving certificates must chain to `server_ca_pem`, and it presents `client`.
+pub fn kubelet_client_tls_config(
+    server_ca_pem: &str,
+    client: &CertPair,
+) -> Result<Arc<rustls::ClientConfig>, PkiError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.client_ca.der.clone())?;
+    roots.add(files::parse_cert(Path::new(SERVER_CA), server_ca_pem)?)?;
+    let chain = vec![files::parse_cert(Path::new(CLIENT_KUBELET), &client.cert_pem)?];
+    let key = PrivateKeyDer::from_pem_slice(client.key_pem.as_bytes()).map_err(|err| PkiError::Corrupt {
+        path: PathBuf::from(format!("{CLIENT_KUBELET}.key")),
+        reason: err.to_string(),
+    })?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn tls_server_config(
+    serving: &CertPair,
+    serving_path: &Path,
+    client_ca_pem: &str,
+) -> Result<rustls::ServerConfig, PkiError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(files::parse_cert(Path::new(CLIENT_CA), client_ca_pem)?)?;
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()?;
-    let serving_path = pki.dir.join(format!("{SERVING_APISERVER}.crt"));
-    let chain = vec![files::parse_cert(&serving_path, &pki.serving.cert_pem)?];
-    let key = PrivateKeyDer::from_pem_slice(pki.serving.key_pem.as_bytes()).map_err(|err| PkiError::Corrupt {
-        path: pki.dir.join(format!("{SERVING_APISERVER}.key")),
+    let chain = vec![files::parse_cert(serving_path, &serving.cert_pem)?];
+    let key = PrivateKeyDer::from_pem_slice(serving.key_pem.as_bytes()).map_err(|err| PkiError::Corrupt {
+        path: serving_path.with_extension("key"),
         reason: err.to_string(),
     })?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -278,7 +365,7 @@ pub fn server_tls_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, PkiErro
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 /// A CA: its certificate (PEM and DER) and signing key.

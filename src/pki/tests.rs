@@ -349,3 +349,43 @@ fn kubeconfig_is_written_atomically_with_the_mode_asked() {
             .contains("https://10.0.0.5:6443")
     );
 }
+
+#[test]
+fn kubelet_serving_and_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::load_or_create(&dir.path().join("tls"), &sans()).unwrap();
+    let mut node_sans = Sans::default();
+    node_sans.add("node-a").unwrap();
+    node_sans.add("10.1.2.3").unwrap();
+    let agent = dir.path().join("agent");
+    let serving = pki.kubelet_serving(&agent, "node-a", &node_sans).unwrap();
+    assert_eq!(
+        subject(&serving.cert_pem),
+        (vec!["system:node:node-a".to_string()], vec!["system:nodes".to_string()])
+    );
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots(pki.server_ca_pem()), provider())
+        .build()
+        .unwrap();
+    let verify = |name: &str| {
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        verifier.verify_server_cert(&der(&serving.cert_pem), &[], &name, &[], UnixTime::now())
+    };
+    assert!(verify("10.1.2.3").is_ok() && verify("node-a").is_ok());
+    assert!(verify("node-b").is_err());
+    assert_eq!(mode(&agent.join("serving-kubelet.key")), 0o600);
+    // Kept across restarts; re-issued when the node gains an address.
+    assert_eq!(pki.kubelet_serving(&agent, "node-a", &node_sans).unwrap(), serving);
+    node_sans.add("10.1.2.4").unwrap();
+    assert_ne!(pki.kubelet_serving(&agent, "node-a", &node_sans).unwrap(), serving);
+    let tls = kubelet_tls_config(&serving, pki.client_ca_pem()).unwrap();
+    assert_eq!(tls.alpn_protocols, vec![b"http/1.1".to_vec()]);
+
+    let client = pki.kubelet_client().unwrap();
+    assert_eq!(
+        subject(&client.cert_pem),
+        (vec![KUBELET_CLIENT_USER.to_string()], vec![ADMIN_GROUP.to_string()])
+    );
+    verify_client(pki.client_ca_pem(), &client.cert_pem).unwrap();
+    assert_eq!(pki.kubelet_client().unwrap(), client, "kept in the PKI dir");
+    kubelet_client_tls_config(pki.server_ca_pem(), &client).unwrap();
+}
