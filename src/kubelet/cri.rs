@@ -126,6 +126,24 @@ pub trait Runtime: Send + Sync + 'static {
     /// as the runtime reports them. An error or the stream's end means "no events":
     /// the caller falls back to relisting.
     async fn container_exits(&self) -> Result<BoxStream<'static, String>>;
+
+    /// Resource usage of every container (`ListContainerStats`), for the kubelet
+    /// API's `/stats/summary`.
+    async fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>> {
+        Err(unimplemented("ListContainerStats"))
+    }
+    /// Resource usage of every sandbox (`ListPodSandboxStats`).
+    async fn list_pod_sandbox_stats(&self) -> Result<Vec<api::PodSandboxStats>> {
+        Err(unimplemented("ListPodSandboxStats"))
+    }
+}
+
+fn unimplemented(call: &'static str) -> Error {
+    Error::Call {
+        call,
+        code: tonic::Code::Unimplemented,
+        message: "not implemented by this runtime".into(),
+    }
 }
 
 /// The real runtime: CRI v1 over a unix socket.
@@ -378,6 +396,28 @@ impl Runtime for Cri {
         Ok(call("PortForward", CALL_TIMEOUT, self.runtime().port_forward(request))
             .await?
             .url)
+    }
+
+    async fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>> {
+        let request = api::ListContainerStatsRequest { filter: None };
+        let response = call(
+            "ListContainerStats",
+            CALL_TIMEOUT,
+            self.runtime().list_container_stats(request),
+        )
+        .await?;
+        Ok(response.stats)
+    }
+
+    async fn list_pod_sandbox_stats(&self) -> Result<Vec<api::PodSandboxStats>> {
+        let request = api::ListPodSandboxStatsRequest { filter: None };
+        let response = call(
+            "ListPodSandboxStats",
+            CALL_TIMEOUT,
+            self.runtime().list_pod_sandbox_stats(request),
+        )
+        .await?;
+        Ok(response.stats)
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<api::Image>> {

@@ -16,7 +16,6 @@
 //! `Status` objects.
 
 pub mod logs;
-pub mod runtime;
 pub mod stats;
 
 use std::collections::HashMap;
@@ -32,7 +31,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use hyper::upgrade::OnUpgrade;
-use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::api::ListParams;
 use tokio::net::TcpListener;
@@ -40,8 +38,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::PeerCertificate;
 use crate::forward::{self, Upstream};
+use crate::kubelet::cri::{Error as RuntimeError, Runtime, api as cri};
+use crate::kubelet::pods::sandbox::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID};
 use crate::pki::{self, Pki, PkiError};
-use runtime::{CONTAINER_NAME_LABEL, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL, Runtime, RuntimeError};
 
 /// The kubelet API's default port (`ports.KubeletPort`).
 pub const DEFAULT_PORT: u16 = 10250;
@@ -89,13 +88,14 @@ impl From<RuntimeError> for HttpError {
     /// As the kubelet's `streaming.WriteError` maps gRPC codes.
     fn from(err: RuntimeError) -> HttpError {
         let code = match &err {
-            RuntimeError::Call { status, .. } => match status.code() {
+            RuntimeError::Call { code, .. } => match code {
                 tonic::Code::NotFound => StatusCode::NOT_FOUND,
                 tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
                 tonic::Code::Unavailable | tonic::Code::ResourceExhausted => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            RuntimeError::Empty { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            RuntimeError::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            RuntimeError::Endpoint(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         HttpError::new(code, err.to_string())
     }
@@ -253,13 +253,22 @@ fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
 
 fn pod_labels(namespace: &str, pod: &str, uid: Option<&str>) -> HashMap<String, String> {
     let mut labels = HashMap::from([
-        (POD_NAMESPACE_LABEL.to_string(), namespace.to_string()),
-        (POD_NAME_LABEL.to_string(), pod.to_string()),
+        (LABEL_POD_NAMESPACE.to_string(), namespace.to_string()),
+        (LABEL_POD_NAME.to_string(), pod.to_string()),
     ]);
     if let Some(uid) = uid {
-        labels.insert(POD_UID_LABEL.to_string(), uid.to_string());
+        labels.insert(LABEL_POD_UID.to_string(), uid.to_string());
     }
     labels
+}
+
+/// Containers (any state) carrying all of `labels`.
+async fn containers(kubelet: &Kubelet, labels: HashMap<String, String>) -> Result<Vec<cri::Container>, HttpError> {
+    let filter = cri::ContainerFilter {
+        label_selector: labels,
+        ..Default::default()
+    };
+    Ok(kubelet.runtime.list_containers(Some(filter)).await?)
 }
 
 /// `containerd://<id>` → `<id>`.
@@ -371,7 +380,7 @@ async fn container_logs(
     let id = runtime_id(&log_container_id(&pod, &container, options.previous)?).to_string();
     let status = kubelet
         .runtime
-        .container_status(id.clone())
+        .container_status(&id)
         .await
         .map_err(|err| HttpError::bad_request(format!("failed to get container status {id:?}: {err}")))?;
     if status.log_path.is_empty() {
@@ -381,7 +390,7 @@ async fn container_logs(
     let still_running: logs::StillRunning = Box::new(move || {
         let (runtime, id) = (runtime.clone(), id.clone());
         Box::pin(async move {
-            match runtime.container_status(id).await {
+            match runtime.container_status(&id).await {
                 Ok(status) => status.state == cri::ContainerState::ContainerRunning as i32,
                 Err(_) => false,
             }
@@ -442,10 +451,8 @@ async fn running_container(
     container: &str,
 ) -> Result<String, HttpError> {
     let mut labels = pod_labels(namespace, pod, uid);
-    labels.insert(CONTAINER_NAME_LABEL.to_string(), container.to_string());
-    kubelet
-        .runtime
-        .containers(labels)
+    labels.insert(LABEL_CONTAINER_NAME.to_string(), container.to_string());
+    containers(kubelet, labels)
         .await?
         .into_iter()
         .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
@@ -602,9 +609,13 @@ async fn port_forward_to(
         }
     }
     let labels = pod_labels(&namespace, &pod, uid.as_deref());
+    let filter = cri::PodSandboxFilter {
+        label_selector: labels.clone(),
+        ..Default::default()
+    };
     let sandbox = kubelet
         .runtime
-        .sandboxes(labels.clone())
+        .list_pod_sandbox(Some(filter))
         .await?
         .into_iter()
         .filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
@@ -613,9 +624,7 @@ async fn port_forward_to(
     let sandbox = match sandbox {
         Some(id) => id,
         // Sandboxes without the kubelet's labels: go through a running container.
-        None => kubelet
-            .runtime
-            .containers(labels)
+        None => containers(&kubelet, labels)
             .await?
             .into_iter()
             .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)

@@ -10,11 +10,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use k8s_cri::v1 as cri;
 use serde_json::{Map, Value, json};
 
-use super::runtime::{CONTAINER_NAME_LABEL, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL, Runtime};
 use crate::api::time::format_rfc3339;
+use crate::kubelet::cri::{Runtime, api as cri};
+use crate::kubelet::pods::sandbox::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID};
 
 /// The previous node CPU sample, for `usageNanoCores`.
 #[derive(Debug, Default)]
@@ -166,7 +166,7 @@ fn memory(usage: &Option<cri::MemoryUsage>) -> Option<Value> {
 fn container_entry(stats: &cri::ContainerStats, started: Option<i64>) -> Value {
     let labels = stats.attributes.as_ref().map(|a| &a.labels);
     let name = labels
-        .and_then(|l| l.get(CONTAINER_NAME_LABEL))
+        .and_then(|l| l.get(LABEL_CONTAINER_NAME))
         .cloned()
         .or_else(|| {
             stats
@@ -263,19 +263,19 @@ pub async fn summary(node_name: &str, root_dir: &Path, runtime: &dyn Runtime, sa
     if let Some(boot) = boot {
         node["startTime"] = json!(format_rfc3339(boot));
     }
-    let sandboxes = runtime.sandboxes(Default::default()).await.unwrap_or_else(|err| {
+    let sandboxes = runtime.list_pod_sandbox(None).await.unwrap_or_else(|err| {
         tracing::debug!(%err, "no sandboxes for the stats summary");
         Vec::new()
     });
-    let containers = runtime.container_stats().await.unwrap_or_else(|err| {
+    let containers = runtime.list_container_stats().await.unwrap_or_else(|err| {
         tracing::debug!(%err, "no container stats for the stats summary");
         Vec::new()
     });
-    let started: BTreeMap<String, i64> = match runtime.containers(Default::default()).await {
+    let started: BTreeMap<String, i64> = match runtime.list_containers(None).await {
         Ok(list) => list.into_iter().map(|c| (c.id, c.created_at)).collect(),
         Err(_) => BTreeMap::new(),
     };
-    let pod_stats: BTreeMap<String, cri::PodSandboxStats> = match runtime.sandbox_stats().await {
+    let pod_stats: BTreeMap<String, cri::PodSandboxStats> = match runtime.list_pod_sandbox_stats().await {
         Ok(list) => list
             .into_iter()
             .filter_map(|s| Some((s.attributes.as_ref()?.id.clone(), s)))
@@ -292,7 +292,7 @@ pub async fn summary(node_name: &str, root_dir: &Path, runtime: &dyn Runtime, sa
         .filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
     {
         let label = |key: &str| sandbox.labels.get(key).cloned().unwrap_or_default();
-        let (name, namespace, uid) = (label(POD_NAME_LABEL), label(POD_NAMESPACE_LABEL), label(POD_UID_LABEL));
+        let (name, namespace, uid) = (label(LABEL_POD_NAME), label(LABEL_POD_NAMESPACE), label(LABEL_POD_UID));
         let (name, namespace, uid) = match &sandbox.metadata {
             Some(m) if name.is_empty() => (m.name.clone(), m.namespace.clone(), m.uid.clone()),
             _ => (name, namespace, uid),
@@ -301,9 +301,9 @@ pub async fn summary(node_name: &str, root_dir: &Path, runtime: &dyn Runtime, sa
             .iter()
             .filter(|c| {
                 c.attributes.as_ref().is_some_and(|a| {
-                    a.labels.get(POD_UID_LABEL) == Some(&uid)
-                        || (a.labels.get(POD_NAME_LABEL) == Some(&name)
-                            && a.labels.get(POD_NAMESPACE_LABEL) == Some(&namespace))
+                    a.labels.get(LABEL_POD_UID) == Some(&uid)
+                        || (a.labels.get(LABEL_POD_NAME) == Some(&name)
+                            && a.labels.get(LABEL_POD_NAMESPACE) == Some(&namespace))
                 })
             })
             .collect();

@@ -1,11 +1,10 @@
 use super::*;
 use crate::api::auth::User;
-use futures_util::future::BoxFuture;
 use serde_json::json;
 use tower::ServiceExt;
 
 /// A runtime with one running container `c1` of pod `ns/web` and one exited
-/// container before it.
+/// container before it; everything else is unimplemented.
 struct FakeRuntime;
 
 fn container(id: &str, state: cri::ContainerState, created_at: i64) -> cri::Container {
@@ -15,58 +14,116 @@ fn container(id: &str, state: cri::ContainerState, created_at: i64) -> cri::Cont
         state: state as i32,
         created_at,
         labels: HashMap::from([
-            (POD_NAMESPACE_LABEL.into(), "ns".into()),
-            (POD_NAME_LABEL.into(), "web".into()),
-            (CONTAINER_NAME_LABEL.into(), "c1".into()),
+            (LABEL_POD_NAMESPACE.into(), "ns".into()),
+            (LABEL_POD_NAME.into(), "web".into()),
+            (LABEL_CONTAINER_NAME.into(), "c1".into()),
         ]),
         ..Default::default()
     }
 }
 
+fn unimplemented<T>(call: &'static str) -> Result<T, RuntimeError> {
+    Err(RuntimeError::Call {
+        call,
+        code: tonic::Code::Unimplemented,
+        message: "fake".into(),
+    })
+}
+
+#[async_trait::async_trait]
 impl Runtime for FakeRuntime {
-    fn containers(&self, labels: HashMap<String, String>) -> BoxFuture<'_, Result<Vec<cri::Container>, RuntimeError>> {
-        Box::pin(async move {
-            let all = vec![
-                container("old", cri::ContainerState::ContainerExited, 1),
-                container("new", cri::ContainerState::ContainerRunning, 2),
-            ];
-            Ok(all
-                .into_iter()
-                .filter(|c| labels.iter().all(|(k, v)| c.labels.get(k) == Some(v)))
-                .collect())
-        })
+    async fn version(&self) -> Result<cri::VersionResponse, RuntimeError> {
+        unimplemented("Version")
     }
-    fn container_status(&self, id: String) -> BoxFuture<'_, Result<cri::ContainerStatus, RuntimeError>> {
-        Box::pin(async move {
-            Err(RuntimeError::Call {
-                call: "ContainerStatus",
-                status: tonic::Status::not_found(format!("no container {id}")),
-            })
-        })
+    async fn status(&self) -> Result<cri::StatusResponse, RuntimeError> {
+        unimplemented("Status")
     }
-    fn sandboxes(&self, _: HashMap<String, String>) -> BoxFuture<'_, Result<Vec<cri::PodSandbox>, RuntimeError>> {
-        Box::pin(async { Ok(Vec::new()) })
+    async fn run_pod_sandbox(&self, _: cri::PodSandboxConfig, _: String) -> Result<String, RuntimeError> {
+        unimplemented("RunPodSandbox")
     }
-    fn exec(&self, request: cri::ExecRequest) -> BoxFuture<'_, Result<String, RuntimeError>> {
-        Box::pin(async move {
-            // The URL tells the test what was asked for.
-            Ok(format!(
-                "https://127.0.0.1:1/exec/{}?tty={}&stderr={}",
-                request.container_id, request.tty, request.stderr
-            ))
-        })
+    async fn stop_pod_sandbox(&self, _: &str) -> Result<(), RuntimeError> {
+        unimplemented("StopPodSandbox")
     }
-    fn attach(&self, _: cri::AttachRequest) -> BoxFuture<'_, Result<String, RuntimeError>> {
-        Box::pin(async { Ok(String::new()) })
+    async fn remove_pod_sandbox(&self, _: &str) -> Result<(), RuntimeError> {
+        unimplemented("RemovePodSandbox")
     }
-    fn port_forward(&self, request: cri::PortForwardRequest) -> BoxFuture<'_, Result<String, RuntimeError>> {
-        Box::pin(async move { Ok(format!("https://127.0.0.1:1/pf/{}", request.pod_sandbox_id)) })
+    async fn pod_sandbox_status(&self, _: &str) -> Result<cri::PodSandboxStatus, RuntimeError> {
+        unimplemented("PodSandboxStatus")
     }
-    fn container_stats(&self) -> BoxFuture<'_, Result<Vec<cri::ContainerStats>, RuntimeError>> {
-        Box::pin(async { Ok(Vec::new()) })
+    async fn list_pod_sandbox(&self, _: Option<cri::PodSandboxFilter>) -> Result<Vec<cri::PodSandbox>, RuntimeError> {
+        Ok(Vec::new())
     }
-    fn sandbox_stats(&self) -> BoxFuture<'_, Result<Vec<cri::PodSandboxStats>, RuntimeError>> {
-        Box::pin(async { Ok(Vec::new()) })
+    async fn create_container(
+        &self,
+        _: &str,
+        _: cri::ContainerConfig,
+        _: cri::PodSandboxConfig,
+    ) -> Result<String, RuntimeError> {
+        unimplemented("CreateContainer")
+    }
+    async fn start_container(&self, _: &str) -> Result<(), RuntimeError> {
+        unimplemented("StartContainer")
+    }
+    async fn stop_container(&self, _: &str, _: i64) -> Result<(), RuntimeError> {
+        unimplemented("StopContainer")
+    }
+    async fn remove_container(&self, _: &str) -> Result<(), RuntimeError> {
+        unimplemented("RemoveContainer")
+    }
+    async fn list_containers(&self, filter: Option<cri::ContainerFilter>) -> Result<Vec<cri::Container>, RuntimeError> {
+        let labels = filter.map(|f| f.label_selector).unwrap_or_default();
+        let all = vec![
+            container("old", cri::ContainerState::ContainerExited, 1),
+            container("new", cri::ContainerState::ContainerRunning, 2),
+        ];
+        Ok(all
+            .into_iter()
+            .filter(|c| labels.iter().all(|(k, v)| c.labels.get(k) == Some(v)))
+            .collect())
+    }
+    async fn container_status(&self, _: &str) -> Result<cri::ContainerStatus, RuntimeError> {
+        unimplemented("ContainerStatus")
+    }
+    async fn exec_sync(
+        &self,
+        _: &str,
+        _: Vec<String>,
+        _: std::time::Duration,
+    ) -> Result<cri::ExecSyncResponse, RuntimeError> {
+        unimplemented("ExecSync")
+    }
+    async fn exec(&self, request: cri::ExecRequest) -> Result<String, RuntimeError> {
+        // The URL tells the test what was asked for.
+        Ok(format!(
+            "https://127.0.0.1:1/exec/{}?tty={}&stderr={}",
+            request.container_id, request.tty, request.stderr
+        ))
+    }
+    async fn attach(&self, _: cri::AttachRequest) -> Result<String, RuntimeError> {
+        unimplemented("Attach")
+    }
+    async fn port_forward(&self, request: cri::PortForwardRequest) -> Result<String, RuntimeError> {
+        Ok(format!("https://127.0.0.1:1/pf/{}", request.pod_sandbox_id))
+    }
+    async fn image_status(&self, _: &str) -> Result<Option<cri::Image>, RuntimeError> {
+        unimplemented("ImageStatus")
+    }
+    async fn pull_image(
+        &self,
+        _: &str,
+        _: Option<cri::AuthConfig>,
+        _: Option<cri::PodSandboxConfig>,
+    ) -> Result<String, RuntimeError> {
+        unimplemented("PullImage")
+    }
+    async fn list_images(&self) -> Result<Vec<cri::Image>, RuntimeError> {
+        unimplemented("ListImages")
+    }
+    async fn remove_image(&self, _: &str) -> Result<(), RuntimeError> {
+        unimplemented("RemoveImage")
+    }
+    async fn container_exits(&self) -> Result<futures_util::stream::BoxStream<'static, String>, RuntimeError> {
+        unimplemented("Events")
     }
 }
 
