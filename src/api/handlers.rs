@@ -842,6 +842,7 @@ impl Context {
             // JSON, YAML or protobuf (`kubectl drain --disable-eviction` sends the latter).
             self.decode(&body)?
         };
+        let policy = propagation_policy(&options, &self.query)?;
         for _ in 0..5 {
             let (current, revision) = self.current().await?;
             let pre = &options["preconditions"];
@@ -869,19 +870,34 @@ impl Context {
                 ));
             }
             let grace = self.pod_grace_period(&options, &current)?;
+            // The garbage collector's finalizers as the propagation policy asks.
+            let collected = self.gc_finalizers(&current, policy);
+            let mut next = current.clone();
+            if let Some(list) = &collected {
+                meta(&mut next).insert("finalizers".into(), json!(list));
+                if list.is_empty() {
+                    meta(&mut next).remove("finalizers");
+                }
+            }
             // A namespace's `spec.finalizers` count: the namespace controller empties it
             // and then removes its `kubernetes` finalizer through `finalize`.
-            let held = !finalizers(&current).is_empty();
+            let held = !finalizers(&next).is_empty();
             let terminating = current["metadata"]["deletionTimestamp"].is_string();
             // A second delete with grace 0 (`--force --grace-period=0`) finishes a graceful one.
             let forced = terminating && grace == Some(0) && !held;
             let result = if (held || grace.is_some_and(|g| g > 0)) && !forced {
                 // Mark for deletion; the finalizers' owners (or the kubelet) finish it.
                 if terminating {
-                    return self.respond(StatusCode::OK, &current);
+                    // Only the propagation policy may still change (e.g. orphan to foreground).
+                    if collected.is_none() {
+                        return self.respond(StatusCode::OK, &current);
+                    }
+                    return match self.write(&current, revision, next).await {
+                        Err(status) if status.reason == "Conflict" && pre.is_null() => continue,
+                        other => other,
+                    };
                 }
                 let grace = grace.unwrap_or(0);
-                let mut next = current.clone();
                 let m = meta(&mut next);
                 m.insert(
                     "deletionTimestamp".into(),
@@ -921,6 +937,33 @@ impl Context {
             }
         }
         Err(self.stale())
+    }
+
+    /// The object's finalizers after a delete with `policy`, when they change
+    /// (kube-apiserver's `deletionFinalizersForGarbageCollection`): `Orphan` adds
+    /// `orphan`, `Foreground` adds `foregroundDeletion`, `Background` removes both;
+    /// without a policy the finalizers already there decide (the default is
+    /// background). The garbage collector acts on them and removes them.
+    fn gc_finalizers(&self, object: &Value, policy: Option<&str>) -> Option<Vec<Value>> {
+        if self.rtype.group.is_empty() && self.rtype.resource == "namespaces" {
+            return None;
+        }
+        let policy = policy?;
+        let old: Vec<Value> = object["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+        let mut new: Vec<Value> = old
+            .iter()
+            .filter(|f| *f != FINALIZER_ORPHAN && *f != FINALIZER_FOREGROUND)
+            .cloned()
+            .collect();
+        match policy {
+            "Orphan" => new.push(json!(FINALIZER_ORPHAN)),
+            "Foreground" => new.push(json!(FINALIZER_FOREGROUND)),
+            _ => {}
+        }
+        let set = |list: &[Value]| -> std::collections::BTreeSet<String> {
+            list.iter().filter_map(Value::as_str).map(str::to_string).collect()
+        };
+        (set(&old) != set(&new)).then_some(new)
     }
 
     /// How long a pod gets to stop: the request's `gracePeriodSeconds`, else the
@@ -974,6 +1017,50 @@ impl Context {
             "items": deleted,
         });
         Ok(json_response(StatusCode::OK, &list))
+    }
+}
+
+/// The finalizer of an owner deleted with `propagationPolicy=Orphan`.
+pub const FINALIZER_ORPHAN: &str = "orphan";
+/// The finalizer of an owner deleted with `propagationPolicy=Foreground`.
+pub const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
+
+/// The DeleteOptions' propagation policy (body, else query parameters), with the
+/// deprecated `orphanDependents` read as `Orphan`/`Background`; checked as
+/// kube-apiserver's `ValidateDeleteOptions` does.
+fn propagation_policy(options: &Value, query: &Query) -> Result<Option<&'static str>, Status> {
+    let policy = match options["propagationPolicy"].as_str() {
+        Some(policy) => Some(policy.to_string()),
+        None => query.get("propagationPolicy").map(str::to_string),
+    };
+    let orphan = match options["orphanDependents"].as_bool() {
+        Some(orphan) => Some(orphan),
+        None if query.get("orphanDependents").is_some() => Some(query.flag("orphanDependents")?),
+        None => None,
+    };
+    let invalid = |message: String| {
+        Status::invalid(
+            "DeleteOptions",
+            "meta.k8s.io",
+            "",
+            vec![Cause {
+                reason: "FieldValueNotSupported".into(),
+                message,
+                field: "propagationPolicy".into(),
+            }],
+        )
+    };
+    match (policy.as_deref(), orphan) {
+        (Some(_), Some(_)) => Err(invalid(
+            "orphanDependents and deletionPropagation cannot be both set".into(),
+        )),
+        (Some("Orphan"), None) | (None, Some(true)) => Ok(Some("Orphan")),
+        (Some("Background"), None) | (None, Some(false)) => Ok(Some("Background")),
+        (Some("Foreground"), None) => Ok(Some("Foreground")),
+        (Some(other), None) => Err(invalid(format!(
+            "Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+        ))),
+        (None, None) => Ok(None),
     }
 }
 

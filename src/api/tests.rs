@@ -367,6 +367,72 @@ async fn finalizers_hold_deletion_until_removed() {
 }
 
 #[tokio::test]
+async fn propagation_policies_set_the_garbage_collector_finalizers() {
+    let h = harness().await;
+    let uri = "/api/v1/namespaces/default/configmaps";
+    for name in ["orphaned", "foreground", "background", "query"] {
+        h.json("POST", uri, Some(configmap(name, json!({})))).await;
+    }
+    let (code, held) = h
+        .json(
+            "DELETE",
+            &format!("{uri}/orphaned"),
+            Some(json!({"propagationPolicy": "Orphan"})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(held["metadata"]["finalizers"], json!(["orphan"]));
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    // A second delete may change the policy of a pending deletion.
+    let (_, switched) = h
+        .json(
+            "DELETE",
+            &format!("{uri}/orphaned"),
+            Some(json!({"propagationPolicy": "Foreground"})),
+        )
+        .await;
+    assert_eq!(switched["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    let (_, held) = h
+        .json(
+            "DELETE",
+            &format!("{uri}/foreground"),
+            Some(json!({"propagationPolicy": "Foreground"})),
+        )
+        .await;
+    assert_eq!(held["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    let (_, gone) = h
+        .json(
+            "DELETE",
+            &format!("{uri}/background"),
+            Some(json!({"propagationPolicy": "Background"})),
+        )
+        .await;
+    assert!(gone["metadata"]["finalizers"].is_null());
+    let (code, _) = h.json("GET", &format!("{uri}/background"), None).await;
+    assert_eq!(code, 404, "background deletion removes the owner at once");
+    let (_, held) = h
+        .json("DELETE", &format!("{uri}/query?propagationPolicy=Orphan"), None)
+        .await;
+    assert_eq!(held["metadata"]["finalizers"], json!(["orphan"]));
+    let (code, body) = h
+        .json(
+            "DELETE",
+            &format!("{uri}/query"),
+            Some(json!({"propagationPolicy": "Sideways"})),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    let (code, _) = h
+        .json(
+            "DELETE",
+            &format!("{uri}/query"),
+            Some(json!({"propagationPolicy": "Orphan", "orphanDependents": true})),
+        )
+        .await;
+    assert_eq!(code, 422);
+}
+
+#[tokio::test]
 async fn namespaces_terminate_until_finalized() {
     let h = harness().await;
     let (code, ns) = h
