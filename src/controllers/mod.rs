@@ -11,10 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::informer::Informers;
 
+mod deployment;
 mod endpoints;
 mod endpointslice;
+mod garbage_collector;
 mod namespace;
 pub mod pods;
+mod replicaset;
 mod serviceaccount;
 
 /// What the controllers need from the server's flags.
@@ -63,6 +66,9 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>, settings: Sett
                 tokio::join!(
                     serviceaccount::run(context.clone()),
                     namespace::run(context.clone()),
+                    replicaset::run(context.clone()),
+                    deployment::run(context.clone()),
+                    garbage_collector::run(context.clone()),
                     endpoints::run(context.clone()),
                     endpointslice::run(context.clone()),
                 );
