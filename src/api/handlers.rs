@@ -888,9 +888,21 @@ impl Context {
             let result = if (held || grace.is_some_and(|g| g > 0)) && !forced {
                 // Mark for deletion; the finalizers' owners (or the kubelet) finish it.
                 if terminating {
-                    // Only the propagation policy may still change (e.g. orphan to foreground).
-                    if collected.is_none() {
+                    // Only the propagation policy may still change (e.g. orphan to
+                    // foreground), and the grace period only shorten (the kubelet's final
+                    // delete of a pod that finalizers still hold: once they are gone, it goes).
+                    let pending = current["metadata"]["deletionGracePeriodSeconds"].as_i64();
+                    let shorter = grace.filter(|g| pending.is_some_and(|p| *g < p));
+                    if collected.is_none() && shorter.is_none() {
                         return self.respond(StatusCode::OK, &current);
+                    }
+                    if let Some(grace) = shorter {
+                        let m = meta(&mut next);
+                        m.insert(
+                            "deletionTimestamp".into(),
+                            json!(time::format_rfc3339(time::now_seconds() + grace)),
+                        );
+                        m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                     }
                     return match self.write(&current, revision, next).await {
                         Err(status) if status.reason == "Conflict" && pre.is_null() => continue,

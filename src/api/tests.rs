@@ -430,6 +430,35 @@ async fn propagation_policies_set_the_garbage_collector_finalizers() {
         )
         .await;
     assert_eq!(code, 422);
+
+    // A pod on a node deleted in the foreground: the kubelet's final delete shortens
+    // the grace period while the finalizer holds it; once the finalizer goes, so does it.
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}});
+    h.json("POST", pods, Some(pod)).await;
+    let (_, terminating) = h
+        .json(
+            "DELETE",
+            &format!("{pods}/p"),
+            Some(json!({"propagationPolicy": "Foreground"})),
+        )
+        .await;
+    assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 30);
+    let (code, held) = h.json("DELETE", &format!("{pods}/p?gracePeriodSeconds=0"), None).await;
+    assert_eq!(code, 200);
+    assert_eq!(held["metadata"]["deletionGracePeriodSeconds"], 0);
+    assert_eq!(held["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    let (code, _) = h
+        .call(
+            "PATCH",
+            &format!("{pods}/p"),
+            Some(json!({"metadata": {"finalizers": null}})),
+            &[("content-type", "application/merge-patch+json")],
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(h.json("GET", &format!("{pods}/p"), None).await.0, 404);
 }
 
 #[tokio::test]
