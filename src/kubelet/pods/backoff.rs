@@ -84,6 +84,19 @@ impl Backoff {
         now.duration_since(entry.last_update).unwrap_or_default() > self.max * 2
     }
 
+    /// Recreates the entry of a key after a restart of the kubelet (which forgot
+    /// it): the delay it had reached after `attempts` restarts, counted from `at`.
+    pub fn seed(&mut self, key: &str, attempts: u32, at: SystemTime) {
+        if self.entries.contains_key(key) || attempts == 0 {
+            return;
+        }
+        let mut delay = self.initial;
+        for _ in 1..attempts.min(32) {
+            delay = (delay * 2).min(self.max);
+        }
+        self.entries.insert(key.to_string(), Entry { delay, last_update: at });
+    }
+
     pub fn reset(&mut self, key: &str) {
         self.entries.remove(key);
     }
@@ -128,5 +141,11 @@ mod tests {
         assert_eq!(b.delay("c"), Some(CONTAINER_INITIAL));
         b.gc(later + Duration::from_secs(700));
         assert_eq!(b.delay("c"), None);
+
+        // After a kubelet restart: three restarts so far mean a 40 s delay now.
+        b.seed("d", 3, t0);
+        assert_eq!(b.delay("d"), Some(Duration::from_secs(40)));
+        b.seed("d", 1, t0);
+        assert_eq!(b.delay("d"), Some(Duration::from_secs(40)), "an existing entry is kept");
     }
 }

@@ -12,43 +12,43 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::Node;
 use super::sandbox::{LABEL_CONTAINER_NAME, LABEL_POD_UID};
 use super::volumes;
+use super::{Node, Settings};
+use crate::kubelet::cri::Runtime;
 use crate::kubelet::cri::api;
 
 const PERIOD: Duration = Duration::from_secs(60);
 const FIRST: Duration = Duration::from_secs(20);
 
-/// The pods that have a worker; `None` until the first full list of the node's
+/// The pods that have a worker, and whether the first full list of the node's
 /// pods arrived (before that nothing is an orphan).
 #[derive(Debug, Default)]
-pub struct Known(Mutex<Option<HashSet<String>>>);
+pub struct Known(Mutex<(bool, HashSet<String>)>);
 
 impl Known {
     pub fn insert(&self, uid: &str) {
         if let Ok(mut k) = self.0.lock() {
-            k.get_or_insert_with(HashSet::new).insert(uid.to_string());
+            k.1.insert(uid.to_string());
         }
     }
 
     pub fn remove(&self, uid: &str) {
-        if let Ok(mut k) = self.0.lock()
-            && let Some(set) = k.as_mut()
-        {
-            set.remove(uid);
+        if let Ok(mut k) = self.0.lock() {
+            k.1.remove(uid);
         }
     }
 
     /// The first full list is in.
     pub fn synced(&self) {
         if let Ok(mut k) = self.0.lock() {
-            k.get_or_insert_with(HashSet::new);
+            k.0 = true;
         }
     }
 
     fn snapshot(&self) -> Option<HashSet<String>> {
-        self.0.lock().ok()?.clone()
+        let k = self.0.lock().ok()?;
+        k.0.then(|| k.1.clone())
     }
 }
 
@@ -60,15 +60,27 @@ pub async fn run(node: Arc<Node>, known: Arc<Known>, shutdown: CancellationToken
             _ = tokio::time::sleep(wait) => {}
         }
         wait = PERIOD;
-        if let Err(e) = collect(&node, &known).await {
+        let host = Host {
+            runtime: node.runtime.as_ref(),
+            mounter: node.mounter.as_ref(),
+            settings: &node.settings,
+        };
+        if let Err(e) = collect(&host, &known).await {
             tracing::debug!(error = %e, "container garbage collection");
         }
     }
 }
 
+/// What a collection touches.
+pub struct Host<'a> {
+    pub runtime: &'a dyn Runtime,
+    pub mounter: &'a dyn volumes::Mounter,
+    pub settings: &'a Settings,
+}
+
 /// One collection pass.
-pub async fn collect(node: &Node, known: &Known) -> Result<(), crate::kubelet::cri::Error> {
-    let runtime = node.runtime.as_ref();
+pub async fn collect(node: &Host<'_>, known: &Known) -> Result<(), crate::kubelet::cri::Error> {
+    let runtime = node.runtime;
     let containers = runtime.list_containers(None).await?;
     let sandboxes = runtime.list_pod_sandbox(None).await?;
     // Read after listing: a pod whose worker starts now is already known.
@@ -148,7 +160,7 @@ pub async fn collect(node: &Node, known: &Known) -> Result<(), crate::kubelet::c
                 continue;
             }
             tracing::info!(pod = %uid, "removing the directory of a pod this node no longer runs");
-            if let Err(err) = volumes::teardown(&e.path(), node.mounter.as_ref()) {
+            if let Err(err) = volumes::teardown(&e.path(), node.mounter) {
                 tracing::warn!(pod = %uid, error = %err, "removing an orphaned pod directory");
             }
             super::resources::remove_pod_cgroups(node.settings.cgroup_driver, &uid);
@@ -164,4 +176,81 @@ pub async fn collect(node: &Node, known: &Known) -> Result<(), crate::kubelet::c
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubelet::pods::fake::FakeRuntime;
+    use api::ContainerState::{ContainerExited as Exited, ContainerRunning as Running};
+
+    /// A mounter that never sees mounts (plain directories in a temp dir).
+    struct NoMounts;
+
+    impl volumes::Mounter for NoMounts {
+        fn mount_tmpfs(&self, _: &std::path::Path, _: Option<u64>, _: u32) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn unmount(&self, _: &std::path::Path) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn is_mount_point(&self, _: &std::path::Path) -> std::io::Result<bool> {
+            Ok(false)
+        }
+    }
+
+    #[tokio::test]
+    async fn keeps_the_newest_dead_container_and_removes_orphans() {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = Settings::new(tmp.path());
+        for uid in ["live", "gone", "stray"] {
+            std::fs::create_dir_all(settings.pods_dir.join(uid).join("volumes")).unwrap();
+        }
+        std::fs::create_dir_all(settings.logs_dir.join("ns_p_gone")).unwrap();
+        std::fs::create_dir_all(settings.logs_dir.join("ns_p_live")).unwrap();
+
+        let rt = FakeRuntime::default();
+        let old_sandbox = rt.add_sandbox("live", false, 1);
+        let sandbox = rt.add_sandbox("live", true, 2);
+        let oldest = rt.add_container("live", &old_sandbox, "c", Exited, 10);
+        let previous = rt.add_container("live", &sandbox, "c", Exited, 20);
+        let current = rt.add_container("live", &sandbox, "c", Running, 30);
+        let init = rt.add_container("live", &sandbox, "init", Exited, 5);
+        let orphan_sandbox = rt.add_sandbox("gone", true, 3);
+        let orphan = rt.add_container("gone", &orphan_sandbox, "x", Running, 40);
+
+        let known = Known::default();
+        known.insert("live");
+        let host = Host {
+            runtime: &rt,
+            mounter: &NoMounts,
+            settings: &settings,
+        };
+
+        // Before the first full list of pods nothing is an orphan.
+        collect(&host, &known).await.unwrap();
+        assert_eq!(rt.container_ids().len(), 5);
+        known.synced();
+
+        collect(&host, &known).await.unwrap();
+        let left = rt.container_ids();
+        assert!(
+            left.contains(&current) && left.contains(&previous) && left.contains(&init),
+            "{left:?}"
+        );
+        assert!(!left.contains(&oldest), "the older dead instance goes: {left:?}");
+        assert!(!left.contains(&orphan), "containers of unknown pods go: {left:?}");
+        assert!(
+            rt.calls().contains(&format!("StopContainer {orphan} 2")),
+            "{:?}",
+            rt.calls()
+        );
+        let sandboxes = rt.sandbox_ids();
+        assert_eq!(sandboxes, vec![sandbox], "the empty old sandbox and the orphan's go");
+        assert!(settings.pods_dir.join("live").is_dir());
+        assert!(!settings.pods_dir.join("gone").exists());
+        assert!(!settings.pods_dir.join("stray").exists());
+        assert!(settings.logs_dir.join("ns_p_live").is_dir());
+        assert!(!settings.logs_dir.join("ns_p_gone").exists());
+    }
 }

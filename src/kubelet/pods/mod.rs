@@ -28,6 +28,8 @@ pub mod backoff;
 pub mod containers;
 pub mod env;
 pub mod events;
+#[cfg(test)]
+pub mod fake;
 pub mod gc;
 pub mod handlers;
 pub mod objects;

@@ -133,3 +133,35 @@ async fn relist(
     *last = now;
     Ok(changed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubelet::cri::api::ContainerState;
+    use crate::kubelet::pods::fake::FakeRuntime;
+
+    #[tokio::test]
+    async fn relist_reports_changed_pods_only() {
+        let rt = FakeRuntime::default();
+        let a = rt.add_sandbox("a", true, 1);
+        let b = rt.add_sandbox("b", true, 1);
+        let ca = rt.add_container("a", &a, "c", ContainerState::ContainerRunning, 2);
+        rt.add_container("b", &b, "c", ContainerState::ContainerRunning, 2);
+        let mut last = HashMap::new();
+        let first = relist(&rt, &mut last).await.unwrap();
+        assert_eq!(first, HashSet::from(["a".to_string(), "b".to_string()]));
+        assert!(relist(&rt, &mut last).await.unwrap().is_empty());
+        rt.set_state(&ca, ContainerState::ContainerExited);
+        assert_eq!(relist(&rt, &mut last).await.unwrap(), HashSet::from(["a".to_string()]));
+        rt.remove_pod_sandbox(&b).await.unwrap();
+        assert_eq!(relist(&rt, &mut last).await.unwrap(), HashSet::from(["b".to_string()]));
+    }
+
+    #[test]
+    fn busy_expires() {
+        let busy = Busy::default();
+        assert!(!busy.active());
+        busy.touch();
+        assert!(busy.active());
+    }
+}

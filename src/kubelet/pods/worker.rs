@@ -590,6 +590,10 @@ impl Worker {
         if let Some(info) = latest.as_ref().filter(|i| i.state == State::Exited) {
             let key = format!("{}/{}", c.name, containers::hash(c));
             let finished = SystemTime::UNIX_EPOCH + Duration::from_nanos(info.finished_at.max(0) as u64);
+            // A restarted kubelet does not remember the back-off; the restart count
+            // says how far it had gone.
+            let started = SystemTime::UNIX_EPOCH + Duration::from_nanos(info.started_at.max(0) as u64);
+            self.restarts.seed(&key, info.restart_count.max(0) as u32, started);
             if let Some(until) = self.restarts.in_backoff_since(&key, finished, now) {
                 let delay = self.restarts.delay(&key).unwrap_or_default();
                 let meta = &pod.metadata;
@@ -976,5 +980,245 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(10)), "10s");
         assert_eq!(format_duration(Duration::from_secs(160)), "2m40s");
         assert_eq!(format_duration(Duration::from_secs(300)), "5m0s");
+    }
+}
+
+#[cfg(test)]
+mod worker_tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::kubelet::cri::api::ContainerState::{ContainerExited, ContainerRunning};
+    use crate::kubelet::pods::fake::FakeRuntime;
+    use crate::kubelet::pods::{Settings, events, objects, pleg, sandbox, snapshot};
+
+    /// Just enough of the API for one worker: status patches (recorded and merged
+    /// into the returned pod), service lists, events, deletes.
+    fn fake_api(pod: Value, patches: Arc<Mutex<Vec<Value>>>) -> kube::Client {
+        let pod = Arc::new(Mutex::new(pod));
+        let service = tower::service_fn(move |req: axum::http::Request<kube::client::Body>| {
+            let (pod, patches) = (pod.clone(), patches.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = axum::body::to_bytes(axum::body::Body::new(body), usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                let path = parts.uri.path().to_string();
+                let reply = if parts.method == "PATCH" && path.ends_with("/status") {
+                    let patch: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                    patches.lock().unwrap().push(patch.clone());
+                    let mut current = pod.lock().unwrap();
+                    json_patch::merge(&mut current, &patch);
+                    current.clone()
+                } else if path.contains("/services") {
+                    json!({"kind": "ServiceList", "apiVersion": "v1", "metadata": {}, "items": []})
+                } else {
+                    pod.lock().unwrap().clone()
+                };
+                let body = kube::client::Body::from(serde_json::to_vec(&reply).unwrap_or_default());
+                Ok::<_, std::convert::Infallible>(
+                    axum::http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .unwrap(),
+                )
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    struct NoMounts;
+
+    impl volumes::Mounter for NoMounts {
+        fn mount_tmpfs(&self, _: &std::path::Path, _: Option<u64>, _: u32) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn unmount(&self, _: &std::path::Path) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn is_mount_point(&self, _: &std::path::Path) -> std::io::Result<bool> {
+            Ok(false)
+        }
+    }
+
+    struct Setup {
+        worker: Worker,
+        runtime: Arc<FakeRuntime>,
+        patches: Arc<Mutex<Vec<Value>>>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn setup(pod: Value, runtime: FakeRuntime) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let patches = Arc::new(Mutex::new(Vec::new()));
+        let client = fake_api(pod.clone(), patches.clone());
+        let runtime = Arc::new(runtime);
+        let node = Arc::new(Node {
+            objects: Arc::new(objects::ApiObjects::new(client.clone())),
+            client,
+            name: "n1".into(),
+            runtime: runtime.clone(),
+            mounter: Arc::new(NoMounts),
+            settings: Settings {
+                node_ips: vec!["192.168.0.2".parse().unwrap()],
+                ..Settings::new(dir.path())
+            },
+            recorder: events::Recorder::disabled(),
+            host_resolv: sandbox::ResolvConf::default(),
+            pull_lock: tokio::sync::Mutex::new(()),
+            busy: Arc::new(pleg::Busy::default()),
+            image_backoff: std::sync::Mutex::new(Backoff::containers()),
+            runtime_name: "fake".into(),
+            memory_capacity: 1 << 30,
+            cpu_milli: 2000,
+        });
+        let pod: Pod = serde_json::from_value(pod).unwrap();
+        Setup {
+            worker: Worker::new(node, Arc::new(pod)),
+            runtime,
+            patches,
+            _dir: dir,
+        }
+    }
+
+    fn pod() -> Value {
+        json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent"}]},
+            "status": {"phase": "Running", "containerStatuses": []}
+        })
+    }
+
+    fn annotations(container: &Container, restarts: i32) -> HashMap<String, String> {
+        [
+            (snapshot::ANNOTATION_HASH.to_string(), containers::hash(container)),
+            (snapshot::ANNOTATION_RESTART_COUNT.to_string(), restarts.to_string()),
+        ]
+        .into()
+    }
+
+    fn now_ns() -> i64 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64
+    }
+
+    #[tokio::test]
+    async fn adopts_a_running_container_without_touching_it() {
+        let rt = FakeRuntime::default();
+        let sandbox = rt.add_sandbox("u1", true, 1);
+        let id = rt.add_container("u1", &sandbox, "c", ContainerRunning, 2);
+        let spec: Pod = serde_json::from_value(pod()).unwrap();
+        let c = spec.spec.as_ref().unwrap().containers[0].clone();
+        rt.set_status(&id, 0, now_ns() - 60_000_000_000, 0, annotations(&c, 0));
+        let mut s = setup(pod(), rt);
+        s.worker.step().await;
+        assert_eq!(s.worker.stage, Stage::Running);
+        let mutating: Vec<String> = s
+            .runtime
+            .calls()
+            .into_iter()
+            .filter(|c| !c.starts_with("List"))
+            .collect();
+        assert!(
+            mutating.is_empty(),
+            "a healthy adopted container is left alone: {mutating:?}"
+        );
+        let patches = s.patches.lock().unwrap();
+        let last = patches.last().expect("the status is written");
+        let cs = &last["status"]["containerStatuses"][0];
+        assert_eq!(cs["containerID"], format!("fake://{id}"));
+        assert_eq!(cs["restartCount"], 0);
+        assert!(cs["state"]["running"].is_object(), "{cs}");
+        assert_eq!(cs["ready"], true);
+    }
+
+    #[tokio::test]
+    async fn a_restarted_kubelet_keeps_backing_off() {
+        let rt = FakeRuntime::default();
+        let sandbox = rt.add_sandbox("u1", true, 1);
+        let id = rt.add_container("u1", &sandbox, "c", ContainerExited, 2);
+        let spec: Pod = serde_json::from_value(pod()).unwrap();
+        let c = spec.spec.as_ref().unwrap().containers[0].clone();
+        let now = now_ns();
+        // The third instance (two restarts) just crashed: back-off is 20 s now.
+        rt.set_status(&id, 2, now - 1_000_000_000, now, annotations(&c, 2));
+        let mut s = setup(pod(), rt);
+        let wait = s.worker.step().await;
+        assert!(
+            wait > Duration::from_secs(15) && wait <= Duration::from_secs(21),
+            "woken when the back-off ends: {wait:?}"
+        );
+        assert!(
+            !s.runtime.calls().iter().any(|c| c.starts_with("CreateContainer")),
+            "{:?}",
+            s.runtime.calls()
+        );
+        let patches = s.patches.lock().unwrap();
+        let cs = &patches.last().unwrap()["status"]["containerStatuses"][0];
+        assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff", "{cs}");
+        assert!(
+            cs["state"]["waiting"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("back-off 20s restarting failed container=c pod=p_ns(u1)"),
+            "{cs}"
+        );
+        assert_eq!(cs["lastState"]["terminated"]["exitCode"], 2, "{cs}");
+        assert_eq!(cs["restartCount"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_changed_spec_restarts_the_container() {
+        let rt = FakeRuntime::default();
+        let sandbox = rt.add_sandbox("u1", true, 1);
+        let id = rt.add_container("u1", &sandbox, "c", ContainerRunning, 2);
+        let old = Container {
+            name: "c".into(),
+            image: Some("busybox:old".into()),
+            ..Default::default()
+        };
+        rt.set_status(&id, 0, now_ns(), 0, annotations(&old, 0));
+        let mut s = setup(pod(), rt);
+        s.worker.step().await;
+        let calls = s.runtime.calls();
+        assert!(calls.contains(&format!("StopContainer {id} 30")), "{calls:?}");
+        assert!(calls.contains(&"CreateContainer c".to_string()), "{calls:?}");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_pod_is_stopped_and_removed_from_the_api() {
+        let rt = FakeRuntime::default();
+        let sandbox = rt.add_sandbox("u1", true, 1);
+        let id = rt.add_container("u1", &sandbox, "c", ContainerRunning, 2);
+        let mut p = pod();
+        p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        p["metadata"]["deletionGracePeriodSeconds"] = json!(7);
+        let spec: Pod = serde_json::from_value(p.clone()).unwrap();
+        rt.set_status(
+            &id,
+            0,
+            now_ns(),
+            0,
+            annotations(&spec.spec.as_ref().unwrap().containers[0], 0),
+        );
+        let mut s = setup(p, rt);
+        s.worker.step().await;
+        assert_eq!(s.worker.stage, Stage::Terminated);
+        let calls = s.runtime.calls();
+        assert!(calls.contains(&format!("StopContainer {id} 7")), "{calls:?}");
+        assert!(calls.contains(&format!("StopPodSandbox {sandbox}")), "{calls:?}");
+        s.worker.step().await; // DELETE with grace 0
+        s.worker.apply(Update::Removed);
+        s.worker.step().await; // Terminated → Cleanup
+        assert_eq!(s.worker.stage, Stage::Cleanup);
+        s.worker.step().await;
+        assert_eq!(s.worker.stage, Stage::Done);
+        assert!(s.runtime.sandbox_ids().is_empty() && s.runtime.container_ids().is_empty());
     }
 }
