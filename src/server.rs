@@ -76,6 +76,41 @@ pub struct ServerArgs {
     pub disable_controller_manager: bool,
     #[command(flatten)]
     pub node: kubelet::NodeArgs,
+    /// How often the node lifecycle controller checks node health.
+    #[arg(long, env = "KUBE_NODE_MONITOR_PERIOD", default_value = "5s", value_parser = parse_duration, hide = true)]
+    pub node_monitor_period: std::time::Duration,
+    /// How long a node may go without a heartbeat before it is marked Unknown.
+    #[arg(long, env = "KUBE_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = parse_duration, hide = true)]
+    pub node_monitor_grace_period: std::time::Duration,
+    /// How long a new node may take to post its first status.
+    #[arg(long, env = "KUBE_NODE_STARTUP_GRACE_PERIOD", default_value = "60s", value_parser = parse_duration, hide = true)]
+    pub node_startup_grace_period: std::time::Duration,
+}
+
+/// A Go-style duration: `40s`, `1m30s`, `500ms`, `2h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 40s, 500ms or 1m30s");
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let millis = match &rest[..unit] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return Err(bad()),
+        };
+        total += std::time::Duration::from_millis(number.checked_mul(millis).ok_or_else(bad)?);
+        rest = &rest[unit..];
+    }
+    Ok(total)
 }
 
 fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
@@ -191,6 +226,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let settings = controllers::Settings {
             cluster_cidr: args.cluster_cidr,
             leader_identity: leader_identity.clone(),
+            node_monitor_period: args.node_monitor_period,
+            node_monitor_grace_period: args.node_monitor_grace_period,
+            node_startup_grace_period: args.node_startup_grace_period,
         };
         tasks.spawn(controllers::run(client, informers.clone(), settings, shutdown.clone()));
     }
@@ -320,4 +358,21 @@ fn lock_data_dir(path: &Path, data_dir: &Path) -> anyhow::Result<File> {
     file.rewind()?;
     writeln!(file, "{}", std::process::id())?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_like_go_ones() {
+        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "40", "s", "4x", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -491,3 +491,255 @@ spec:
     assert_eq!(slice["ports"][0]["name"], "https");
     assert!(c.get(&["-n", "default", "endpoints", "kubernetes"]).is_some());
 }
+
+fn pod_cidrs(c: &Cluster) -> std::collections::BTreeMap<String, String> {
+    let nodes = c.get(&["nodes"]).unwrap();
+    nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| {
+            let cidr = n["spec"]["podCIDR"].as_str()?;
+            assert_eq!(n["spec"]["podCIDRs"], json!([cidr]));
+            Some((n["metadata"]["name"].as_str()?.to_string(), cidr.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn nodes_get_unique_pod_cidrs_released_on_deletion() {
+    // Room for two /24s only.
+    let mut c = Cluster::start_with(&["--cluster-cidr", "10.99.0.0/23"]);
+    c.apply(&node("cidr-a"));
+    c.apply(&node("cidr-b"));
+    assert!(eventually(REACT, || pod_cidrs(&c).len() == 2), "{:?}", pod_cidrs(&c));
+    let first = pod_cidrs(&c);
+    let mut ranges: Vec<&String> = first.values().collect();
+    ranges.sort();
+    assert_eq!(ranges, ["10.99.0.0/24", "10.99.1.0/24"]);
+
+    // Exhausted: a third node waits until one is deleted, then gets its range.
+    c.apply(&node("cidr-c"));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!pod_cidrs(&c).contains_key("cidr-c"));
+    let freed = first["cidr-a"].clone();
+    c.ok(&["delete", "node", "cidr-a"]);
+    assert!(
+        eventually(REACT, || pod_cidrs(&c).get("cidr-c") == Some(&freed)),
+        "{:?}",
+        pod_cidrs(&c)
+    );
+
+    // After a restart the allocation is rebuilt from the nodes: no range twice.
+    c.server.restart();
+    c.server.wait_api();
+    c.ok(&["delete", "node", "cidr-b"]);
+    c.apply(&node("cidr-d"));
+    assert!(eventually(REACT, || pod_cidrs(&c).len() == 2), "{:?}", pod_cidrs(&c));
+    let after = pod_cidrs(&c);
+    assert_eq!(after["cidr-c"], freed);
+    assert_ne!(after["cidr-d"], freed);
+}
+
+impl Cluster {
+    /// Posts a node's status as its kubelet would: Ready, heartbeat now.
+    #[track_caller]
+    fn node_ready(&self, name: &str) {
+        let now = now_rfc3339();
+        let status = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+             "lastHeartbeatTime": now, "lastTransitionTime": now},
+            {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": now, "lastTransitionTime": now},
+        ]}});
+        self.ok(&[
+            "patch",
+            "node",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ]);
+    }
+
+    /// Creates or renews a node's Lease in kube-node-lease, as its kubelet would.
+    #[track_caller]
+    fn renew_lease(&self, name: &str) {
+        self.apply(&format!(
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: {name}, namespace: kube-node-lease}}\n\
+             spec: {{holderIdentity: {name}, leaseDurationSeconds: 40, renewTime: \"{}\"}}\n",
+            now_micro()
+        ));
+    }
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn now_micro() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+fn taint_keys(node: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            format!(
+                "{}:{}",
+                t["key"].as_str().unwrap_or_default(),
+                t["effect"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// A pod on `node` tolerating the unreachable taint for `seconds` (forever when
+/// `None`; the API adds its 300 s default when `Some(-1)`).
+fn tolerant_pod(name: &str, node: &str, seconds: Option<i64>) -> String {
+    let toleration = match seconds {
+        Some(-1) => String::new(),
+        Some(s) => format!(
+            "  tolerations: [{{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: {s}}}]\n"
+        ),
+        None => "  tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute}]\n".into(),
+    };
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  nodeName: {node}\n{toleration}  containers: [{{name: app, image: busybox}}]\n"
+    )
+}
+
+#[test]
+fn a_node_whose_lease_goes_stale_becomes_unknown_and_its_pods_go() {
+    let c = Cluster::start_with(&["--node-monitor-period=1s", "--node-monitor-grace-period=4s"]);
+    for name in ["live", "dead"] {
+        c.apply(&node(name));
+        c.node_ready(name);
+        c.renew_lease(name);
+    }
+    // Only `live`'s kubelet keeps renewing its lease.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let heartbeat = {
+        let (stop, kubeconfig) = (stop.clone(), c.server.kubeconfig());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let patch = json!({"spec": {"renewTime": now_micro()}}).to_string();
+                let _ = std::process::Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args([
+                        "-n",
+                        "kube-node-lease",
+                        "patch",
+                        "lease",
+                        "live",
+                        "--type=merge",
+                        "-p",
+                        &patch,
+                    ])
+                    .output();
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+
+    c.apply(&tolerant_pod("brief", "dead", Some(2)));
+    c.apply(&tolerant_pod("patient", "dead", Some(-1)));
+    c.apply(&tolerant_pod("forever", "dead", None));
+    c.apply(&tolerant_pod("fine", "live", Some(-1)));
+    for (pod, ip) in [
+        ("brief", "10.42.0.2"),
+        ("patient", "10.42.0.3"),
+        ("forever", "10.42.0.4"),
+        ("fine", "10.42.1.2"),
+    ] {
+        c.pod_status("default", pod, ip, true);
+    }
+    let patient = c.get(&["pod", "patient"]).unwrap();
+    let defaults: Vec<&Value> = patient["spec"]["tolerations"].as_array().unwrap().iter().collect();
+    assert!(
+        defaults
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["tolerationSeconds"] == 300),
+        "DefaultTolerationSeconds: {defaults:?}"
+    );
+
+    let dead = c
+        .wait_for(&["node", "dead"], "dead to become Unknown", |n| {
+            n.is_some_and(|n| condition(n, "Ready").is_some_and(|r| r["status"] == "Unknown"))
+        })
+        .unwrap();
+    let ready = condition(&dead, "Ready").unwrap();
+    assert_eq!(ready["reason"], "NodeStatusUnknown");
+    assert_eq!(ready["message"], "Kubelet stopped posting node status.");
+    assert_eq!(condition(&dead, "MemoryPressure").unwrap()["status"], "Unknown");
+    let dead = c
+        .wait_for(&["node", "dead"], "dead's taints", |n| {
+            n.is_some_and(|n| taint_keys(n).len() == 2)
+        })
+        .unwrap();
+    assert_eq!(
+        taint_keys(&dead),
+        [
+            "node.kubernetes.io/unreachable:NoExecute",
+            "node.kubernetes.io/unreachable:NoSchedule"
+        ]
+    );
+    let live = c.get(&["node", "live"]).unwrap();
+    assert_eq!(condition(&live, "Ready").unwrap()["status"], "True");
+    assert!(taint_keys(&live).is_empty(), "{live:#}");
+
+    // Its pods stop being ready at once; those that tolerate the taint only
+    // briefly are evicted, the others stay.
+    for pod in ["patient", "forever"] {
+        c.wait_for(&["pod", pod], "the pod to be marked not ready", |p| {
+            p.is_some_and(|p| condition(p, "Ready").is_some_and(|r| r["status"] == "False"))
+        });
+    }
+    let brief = c
+        .wait_for(&["pod", "brief"], "brief to be evicted", |p| {
+            p.is_none_or(|p| p["metadata"]["deletionTimestamp"].is_string())
+        })
+        .expect("terminating, not gone: its kubelet is not there to confirm");
+    assert_eq!(
+        condition(&brief, "DisruptionTarget").unwrap()["reason"],
+        "DeletionByTaintManager"
+    );
+    assert_eq!(
+        condition(&c.get(&["pod", "fine"]).unwrap(), "Ready").unwrap()["status"],
+        "True"
+    );
+    for pod in ["patient", "forever"] {
+        assert!(c.get(&["pod", pod]).unwrap()["metadata"]["deletionTimestamp"].is_null());
+    }
+
+    // The kubelet comes back: the taints go.
+    c.node_ready("dead");
+    c.wait_for(&["node", "dead"], "the taints to go", |n| {
+        n.is_some_and(|n| taint_keys(n).is_empty())
+    });
+
+    // A deleted node's pods are deleted once the quarantine has passed.
+    c.ok(&["delete", "node", "dead"]);
+    for pod in ["brief", "patient", "forever"] {
+        c.wait_for(&["pod", pod], "the orphaned pod to go", |p| p.is_none());
+    }
+    assert!(c.get(&["pod", "fine"]).is_some());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    heartbeat.join().unwrap();
+}

@@ -773,7 +773,17 @@ impl Context {
             serde_json::from_slice(&body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
         // Retry a patch that raced another writer, as kube-apiserver does, unless
         // the patch itself pins a resourceVersion.
-        for _ in 0..5 {
+        let pins = match media.as_str() {
+            "application/json-patch+json" => patch
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|op| op["path"] == "/metadata/resourceVersion"),
+            _ => !patch["metadata"]["resourceVersion"].is_null(),
+        };
+        // Each conflict means another writer got through, so this terminates;
+        // the bound only guards against a pathological storm.
+        for _ in 0..100 {
             let (current, revision) = self.current().await?;
             let mut patched = current.clone();
             match media.as_str() {
@@ -825,7 +835,7 @@ impl Context {
             let mut next = self.updated(&current, patched);
             super::managed::record_update(self, Some(&current), &mut next)?;
             match self.write(&current, revision, next).await {
-                Err(status) if status.reason == "Conflict" && pinned.is_none() => continue,
+                Err(status) if status.reason == "Conflict" && !pins => continue,
                 other => return other,
             }
         }

@@ -1048,3 +1048,44 @@ async fn strict_field_validation_names_unknown_fields_of_built_in_kinds() {
         201
     );
 }
+
+#[tokio::test]
+async fn racing_patches_are_retried_unless_they_pin_a_version() {
+    let h = harness().await;
+    h.json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(configmap("race", json!({}))),
+    )
+    .await;
+    let uri = "/api/v1/namespaces/default/configmaps/race";
+    let patch = |i: usize| {
+        let body = json!({"metadata": {"labels": {format!("l{i}"): "x"}}});
+        let h = &h;
+        async move {
+            h.call(
+                "PATCH",
+                uri,
+                Some(body),
+                &[("content-type", "application/merge-patch+json")],
+            )
+            .await
+            .0
+        }
+    };
+    let codes = futures_util::future::join_all((0..8).map(patch)).await;
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    let (_, cm) = h.json("GET", uri, None).await;
+    assert_eq!(cm["metadata"]["labels"].as_object().unwrap().len(), 8);
+    // A patch naming an old resourceVersion is refused, not retried.
+    let stale = json!({"metadata": {"resourceVersion": "1", "labels": {"late": "x"}}});
+    let (code, _) = h
+        .call(
+            "PATCH",
+            uri,
+            Some(stale),
+            &[("content-type", "application/merge-patch+json")],
+        )
+        .await;
+    assert_eq!(code, 409);
+}

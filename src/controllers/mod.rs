@@ -16,6 +16,8 @@ mod endpoints;
 mod endpointslice;
 mod garbage_collector;
 mod namespace;
+mod node_ipam;
+mod node_lifecycle;
 pub mod pods;
 mod replicaset;
 mod serviceaccount;
@@ -27,6 +29,12 @@ pub struct Settings {
     pub cluster_cidr: (Ipv4Addr, u8),
     /// `holderIdentity` in the `kube-controller-manager` Lease (`<hostname>_<uuid>`).
     pub leader_identity: String,
+    /// `--node-monitor-period`: how often node health is checked.
+    pub node_monitor_period: Duration,
+    /// `--node-monitor-grace-period`: heartbeat silence after which a node is Unknown.
+    pub node_monitor_grace_period: Duration,
+    /// `--node-startup-grace-period`: the same for a node that never posted status.
+    pub node_startup_grace_period: Duration,
 }
 
 /// What every controller gets.
@@ -71,6 +79,8 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>, settings: Sett
                     garbage_collector::run(context.clone()),
                     endpoints::run(context.clone()),
                     endpointslice::run(context.clone()),
+                    node_ipam::run(context.clone()),
+                    node_lifecycle::run(context.clone()),
                 );
             };
             tokio::select! {

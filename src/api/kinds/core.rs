@@ -91,9 +91,11 @@ pub fn pod_spec_defaults(spec: &mut Value) {
     let tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
     let mut added = tolerations.clone();
     for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
-        let covered = tolerations
-            .iter()
-            .any(|t| t["key"] == key && (t["effect"] == "NoExecute" || t["effect"].is_null()));
+        // A toleration of every key (empty key, `Exists`) covers it too.
+        let covered = tolerations.iter().any(|t| {
+            (t["key"] == key || t["key"].as_str().is_none_or(str::is_empty))
+                && (t["effect"] == "NoExecute" || t["effect"].as_str().is_none_or(str::is_empty))
+        });
         if !covered {
             added.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
         }
@@ -441,6 +443,10 @@ mod tests {
         assert_eq!(spec["containers"][0]["imagePullPolicy"], "Always");
         assert_eq!(spec["containers"][0]["resources"]["requests"]["cpu"], "1");
         assert_eq!(spec["tolerations"].as_array().unwrap().len(), 2);
+        // DefaultTolerationSeconds leaves pods that tolerate everything alone.
+        let mut tolerant = json!({"containers": [], "tolerations": [{"operator": "Exists"}]});
+        pod_spec_defaults(&mut tolerant);
+        assert_eq!(tolerant["tolerations"], json!([{"operator": "Exists"}]));
         assert_eq!(qos_class(&spec), "Guaranteed");
         assert_eq!(pull_policy("registry:5000/app:1.2"), "IfNotPresent");
         assert_eq!(pull_policy("registry:5000/app"), "Always");
