@@ -175,9 +175,38 @@ pub async fn setup(
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
     for volume in &volumes {
         let mounted = setup_one(pod, namespace, volume, pod_dir, objects, mounter, facts).await?;
+        if let Some(gid) = fs_group(pod)
+            && volume.empty_dir.is_some()
+        {
+            // `SetVolumeOwnership`: the group owns it, new files inherit the group.
+            let _ = std::os::unix::fs::chown(&mounted.path, None, Some(gid));
+            let _ = std::fs::set_permissions(&mounted.path, std::fs::Permissions::from_mode(0o2777));
+        }
         map.insert(volume.name.clone(), mounted);
     }
     Ok(map)
+}
+
+/// The pod's `fsGroup`: volumes the kubelet writes belong to that group.
+fn fs_group(pod: &Pod) -> Option<u32> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|sc| sc.fs_group)
+        .and_then(|g| u32::try_from(g).ok())
+}
+
+/// Writes an API-backed volume: with an `fsGroup`, files are group-readable and
+/// owned by that group (as `SetVolumeOwnership` does for read-only volumes).
+fn write_volume(pod: &Pod, dir: &Path, mut payload: Payload) -> Result<(), VolumeError> {
+    let group = fs_group(pod);
+    if group.is_some() {
+        for file in payload.values_mut() {
+            file.mode |= 0o440;
+        }
+    }
+    write_atomic_owned(dir, &payload, group)?;
+    Ok(())
 }
 
 async fn setup_one(
@@ -219,7 +248,7 @@ async fn setup_one(
             None if source.optional == Some(true) => Payload::new(),
             None => return Err(VolumeError::ConfigMapNotFound(source.name.clone())),
         };
-        write_atomic(&dir, &payload)?;
+        write_volume(pod, &dir, payload)?;
         return Ok(Mounted {
             path: dir,
             read_only: true,
@@ -240,7 +269,7 @@ async fn setup_one(
             None if source.optional == Some(true) => Payload::new(),
             None => return Err(VolumeError::SecretNotFound(secret_name)),
         };
-        write_atomic(&dir, &payload)?;
+        write_volume(pod, &dir, payload)?;
         return Ok(Mounted {
             path: dir,
             read_only: true,
@@ -251,7 +280,7 @@ async fn setup_one(
         ensure_dir(&dir, 0o755)?;
         let mode = source.default_mode.unwrap_or(0o644) as u32;
         let payload = downward_payload(pod, source.items.as_deref().unwrap_or_default(), mode, facts)?;
-        write_atomic(&dir, &payload)?;
+        write_volume(pod, &dir, payload)?;
         return Ok(Mounted {
             path: dir,
             read_only: true,
@@ -265,7 +294,7 @@ async fn setup_one(
         for projection in source.sources.iter().flatten() {
             payload.extend(projection_payload(pod, namespace, projection, mode, objects, facts).await?);
         }
-        write_atomic(&dir, &payload)?;
+        write_volume(pod, &dir, payload)?;
         return Ok(Mounted {
             path: dir,
             read_only: true,
@@ -571,6 +600,11 @@ fn same_payload(dir: &Path, payload: &Payload) -> bool {
 /// names are symlinks through `..data`, and the old directory is removed. Returns
 /// whether anything changed.
 pub fn write_atomic(dir: &Path, payload: &Payload) -> Result<bool, VolumeError> {
+    write_atomic_owned(dir, payload, None)
+}
+
+/// [`write_atomic`], with everything written owned by `group` if given.
+pub fn write_atomic_owned(dir: &Path, payload: &Payload, group: Option<u32>) -> Result<bool, VolumeError> {
     for path in payload.keys() {
         check_relative(path)?;
     }
@@ -597,6 +631,16 @@ pub fn write_atomic(dir: &Path, payload: &Payload) -> Result<bool, VolumeError> 
         std::fs::write(&path, &file.data).map_err(io_err("writing", &path))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode & 0o7777))
             .map_err(io_err("chmod", &path))?;
+        if let Some(gid) = group {
+            let mut p = path.as_path();
+            while p.starts_with(&ts_dir) {
+                std::os::unix::fs::chown(p, None, Some(gid)).map_err(io_err("chown", p))?;
+                match p.parent() {
+                    Some(parent) => p = parent,
+                    None => break,
+                }
+            }
+        }
     }
     let tmp = dir.join(DATA_TMP);
     let _ = std::fs::remove_file(&tmp);
@@ -763,6 +807,27 @@ mod tests {
         bad.clear();
         bad.insert("/abs".into(), file("x", 0o644));
         assert!(matches!(write_atomic(dir, &bad), Err(VolumeError::BadPath(_))));
+    }
+
+    #[test]
+    fn fs_group_owns_api_volumes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+            "spec": {"securityContext": {"fsGroup": 1234}, "containers": [{"name": "c"}]}}))
+        .unwrap();
+        let mut p = Payload::new();
+        p.insert("dir/secret".into(), file("s", 0o400));
+        write_volume(&pod, tmp.path(), p).unwrap();
+        let meta = std::fs::metadata(tmp.path().join("dir/secret")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o440);
+        // Changing owners needs root, which the node runs as.
+        if running_as_root() {
+            assert_eq!(meta.gid(), 1234);
+        }
+    }
+
+    fn running_as_root() -> bool {
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
     }
 
     #[test]
