@@ -11,10 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::informer::Informers;
 
+mod cronjob;
 mod deployment;
 mod endpoints;
 mod endpointslice;
 mod garbage_collector;
+pub mod history;
+mod job;
 mod namespace;
 mod node_ipam;
 mod node_lifecycle;
@@ -81,6 +84,8 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>, settings: Sett
                     endpointslice::run(context.clone()),
                     node_ipam::run(context.clone()),
                     node_lifecycle::run(context.clone()),
+                    job::run(context.clone()),
+                    cronjob::run(context.clone()),
                 );
             };
             tokio::select! {

@@ -4,12 +4,15 @@
 //! active, ready and available, and label selectors as the controllers read them
 //! (an unparsable selector selects nothing).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::core::{Selector, SelectorExt};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 /// The ownerReference a controller puts on what it creates: `controller: true`
@@ -132,6 +135,89 @@ pub fn owned_pods(
 /// The current time as the API's `Time`.
 pub fn now() -> Time {
     Time(Timestamp::now())
+}
+
+/// How long a controller waits for its cache to show what it created or deleted
+/// before acting again anyway (kube-controller-manager waits 5 minutes).
+const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Objects a controller created or deleted that its informer cache has not shown
+/// yet (kube-controller-manager's `ControllerExpectations`): until it has, the
+/// controller does not count its pods again, so a stale cache never makes it
+/// create or delete twice. Keyed by the owner's uid.
+#[derive(Default)]
+pub struct Expectations {
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+struct Pending {
+    /// (namespace, name) created but not yet in the cache.
+    created: Vec<(String, String)>,
+    /// (namespace, name, uid) deleted but still in the cache as not deleting.
+    deleted: Vec<(String, String, String)>,
+    since: Instant,
+}
+
+impl Expectations {
+    fn entry<R>(&self, owner: &str, change: impl FnOnce(&mut Pending) -> R) -> R {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = pending.entry(owner.to_string()).or_insert_with(|| Pending {
+            created: Vec::new(),
+            deleted: Vec::new(),
+            since: Instant::now(),
+        });
+        entry.since = Instant::now();
+        change(entry)
+    }
+
+    /// Records that the owner created `object`.
+    pub fn created<K: Resource>(&self, owner: &str, object: &K) {
+        let key = (object.namespace().unwrap_or_default(), object.name_any());
+        self.entry(owner, |p| p.created.push(key));
+    }
+
+    /// Records that the owner deleted `object`.
+    pub fn deleted<K: Resource>(&self, owner: &str, object: &K) {
+        let key = (
+            object.namespace().unwrap_or_default(),
+            object.name_any(),
+            object.uid().unwrap_or_default(),
+        );
+        self.entry(owner, |p| p.deleted.push(key));
+    }
+
+    /// Whether the cache shows everything the owner did (or it has waited long enough).
+    pub fn satisfied<K>(&self, owner: &str, store: &kube::runtime::reflector::Store<K>) -> bool
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(entry) = pending.get_mut(owner) else {
+            return true;
+        };
+        entry
+            .created
+            .retain(|(namespace, name)| store.get(&ObjectRef::new(name).within(namespace)).is_none());
+        entry.deleted.retain(|(namespace, name, uid)| {
+            store
+                .get(&ObjectRef::new(name).within(namespace))
+                .is_some_and(|o| o.uid().as_deref() == Some(uid.as_str()) && o.meta().deletion_timestamp.is_none())
+        });
+        let done =
+            (entry.created.is_empty() && entry.deleted.is_empty()) || entry.since.elapsed() > EXPECTATION_TIMEOUT;
+        if done {
+            pending.remove(owner);
+        }
+        done
+    }
+
+    /// Forgets a deleted owner.
+    pub fn forget(&self, owner: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(owner);
+    }
 }
 
 #[cfg(test)]

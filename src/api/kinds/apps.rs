@@ -77,6 +77,40 @@ pub fn job_defaults(object: &mut Value) {
     }
 }
 
+/// A new Job's generated selector (unless `spec.manualSelector`), as
+/// kube-apiserver's job strategy does on create: the template gets the
+/// `controller-uid` and `job-name` labels (current and legacy keys) and the
+/// selector matches `batch.kubernetes.io/controller-uid`.
+pub fn job_selector(object: &mut Value) {
+    if object["spec"]["manualSelector"] == json!(true) || !object["spec"].is_object() {
+        return;
+    }
+    let uid = object["metadata"]["uid"].clone();
+    let name = object["metadata"]["name"].clone();
+    if !uid.is_string() {
+        return;
+    }
+    let spec = &mut object["spec"];
+    if !spec["template"]["metadata"]["labels"].is_object() {
+        spec["template"]["metadata"]["labels"] = json!({});
+    }
+    let labels = &mut spec["template"]["metadata"]["labels"];
+    if name.is_string() {
+        set_default(labels, "batch.kubernetes.io/job-name", name.clone());
+        set_default(labels, "job-name", name);
+    }
+    set_default(labels, "batch.kubernetes.io/controller-uid", uid.clone());
+    set_default(labels, "controller-uid", uid.clone());
+    if !spec["selector"]["matchLabels"].is_object() {
+        spec["selector"]["matchLabels"] = json!({});
+    }
+    set_default(
+        &mut spec["selector"]["matchLabels"],
+        "batch.kubernetes.io/controller-uid",
+        uid,
+    );
+}
+
 pub fn cronjob_defaults(object: &mut Value) {
     let spec = &mut object["spec"];
     set_default(spec, "concurrencyPolicy", json!("Allow"));

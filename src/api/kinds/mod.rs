@@ -29,7 +29,10 @@ pub fn defaults(rtype: &ResourceType, object: &mut Value) {
         ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") | ("", "replicationcontrollers") => {
             apps::workload_defaults(&rtype.resource, object)
         }
-        ("batch", "jobs") => apps::job_defaults(object),
+        ("batch", "jobs") => {
+            apps::job_defaults(object);
+            apps::job_selector(object);
+        }
         ("batch", "cronjobs") => apps::cronjob_defaults(object),
         ("apiextensions.k8s.io", "customresourcedefinitions") => crate::api::crd::status_on_write(object),
         _ => {}
