@@ -93,10 +93,26 @@ impl Cluster {
         let now = jiff::Timestamp::now().to_string();
         let status = json!({"status": {"phase": phase, "conditions": [
             {"type": "Ready", "status": ready, "lastTransitionTime": now}]}});
-        self.api::<Pod>()
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-            .await
-            .unwrap_or_else(|e| panic!("set {name} {phase}: {e}"));
+        // Other writers (scheduler, controllers) may race the patch; retry as a kubelet would.
+        for attempt in 0.. {
+            match self
+                .api::<Pod>()
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+            {
+                Ok(_) => return,
+                Err(kube::Error::Api(e)) if e.code == 409 && attempt < 10 => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("set {name} {phase}: {e}"),
+            }
+        }
+    }
+
+    /// What a failed wait leaves to look at.
+    async fn dump(&self, what: &str) -> String {
+        let out = self.kubectl(&["get", what, "-o", "yaml"]).await;
+        format!("{}{}", out.stdout, out.stderr)
     }
 }
 
@@ -196,7 +212,11 @@ async fn job_runs_pods_until_completions_succeed() {
     c.set_phase(&first[0].name_any(), "Succeeded").await;
     let third = eventually("a third pod", || async {
         let pods = c.pods(&selector).await;
-        (pods.len() == 3).then(|| pods[2].clone())
+        if pods.len() != 3 {
+            return None;
+        }
+        pods.into_iter()
+            .find(|p| first.iter().all(|f| f.name_any() != p.name_any()))
     })
     .await;
     // The finished pod is counted and released.
@@ -210,9 +230,13 @@ async fn job_runs_pods_until_completions_succeed() {
     c.set_phase(&third.name_any(), "Succeeded").await;
     let out = c
         .kubectl(&["wait", "--for=condition=complete", "job/work", "--timeout=30s"])
-        .await
-        .ok();
-    assert!(out.contains("job.batch/work condition met"), "{out}");
+        .await;
+    assert!(
+        out.stdout.contains("job.batch/work condition met"),
+        "{out:?}\n{}\n{}",
+        c.dump("job").await,
+        c.dump("pods").await
+    );
     let status = c.api::<Job>().get("work").await.unwrap().status.unwrap();
     assert_eq!((status.succeeded, status.failed, status.active), (Some(3), None, None));
     assert!(status.completion_time.is_some());

@@ -28,7 +28,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 
-use super::pods::{self, Expectations, controller_of, controller_reference, is_active, is_deleting, is_ready, phase};
+use super::pods::{
+    self, Expectations, Written, controller_of, controller_reference, is_active, is_deleting, is_ready, phase,
+};
 use super::{Context, Error, drain, retry_after};
 
 /// The finalizer that keeps a finished pod until the Job has counted it.
@@ -50,6 +52,7 @@ struct State {
     jobs: Store<Job>,
     pods: Store<Pod>,
     expectations: Expectations,
+    written: Written,
     /// Per Job uid: failures since the last success and when the last one was seen.
     backoff: Mutex<HashMap<String, (u32, Timestamp)>>,
 }
@@ -62,6 +65,7 @@ pub async fn run(context: Context) {
         jobs: jobs.store().clone(),
         pods: pods.store().clone(),
         expectations: Expectations::default(),
+        written: Written::default(),
         backoff: Mutex::new(HashMap::new()),
     });
     let jobs_loop = Controller::for_shared_stream(jobs.subscribe(), jobs.store().clone())
@@ -392,7 +396,12 @@ fn plan(job: &Job, pods: &[Arc<Pod>], now: Timestamp, backoff: (u32, Timestamp),
         }
         if can_manage {
             let wait = {
-                let (failures, last) = backoff;
+                // Failures seen in this very sync count at once.
+                let (failures, last) = match (out.new_failed, out.new_succeeded) {
+                    (0, 0) => backoff,
+                    (0, _) => (0, now),
+                    (new, _) => (backoff.0.saturating_add(new), now),
+                };
                 let ready_at = last + SignedDuration::try_from(backoff_delay(failures)).unwrap_or(SignedDuration::ZERO);
                 (ready_at > now).then(|| until(now, ready_at))
             };
@@ -568,13 +577,19 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action, Error> {
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let job_api: Api<Job> = Api::namespaced(client, &namespace);
     let pods = pods::owned_pods(&state.pods, &namespace, &uid);
+    if state.written.is_stale(&*job) {
+        // Our own newer status is on its way through the cache; its event syncs again.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     if job.metadata.deletion_timestamp.is_some() {
         state.expectations.forget(&uid);
+        state.written.forget(&uid);
         release(&pod_api, &pods).await?;
         return Ok(Action::await_change());
     }
     if is_finished(&job) {
         state.expectations.forget(&uid);
+        state.written.forget(&uid);
         state
             .backoff
             .lock()
@@ -615,7 +630,7 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action, Error> {
             .replace_status(&job.name_any(), &PostParams::default(), &updated)
             .await
         {
-            Ok(_) => {}
+            Ok(written) => state.written.wrote(&written),
             // A newer Job is on its way through the cache; its event syncs again.
             Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
                 return Ok(Action::requeue(Duration::from_secs(1)));
@@ -916,6 +931,7 @@ mod tests {
         let p = plan(&j, &[deleting], at(NOW), NO_BACKOFF, true);
         assert_eq!(p.new_failed, 1);
         assert_eq!(p.status.terminating, Some(1));
-        assert_eq!(p.create.len(), 1, "a replacement does not wait for termination");
+        assert!(p.create.is_empty(), "the replacement waits out the back-off");
+        assert_eq!(p.requeue, Some(BASE_BACKOFF));
     }
 }

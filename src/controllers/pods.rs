@@ -220,6 +220,47 @@ impl Expectations {
     }
 }
 
+/// The resourceVersions a controller last wrote, per object uid, so it does not
+/// act on an older copy of its own object still in the cache (a stale status
+/// would make it count or create twice). Revisions are this server's store
+/// revisions; one it cannot parse is never stale.
+#[derive(Default)]
+pub struct Written {
+    versions: Mutex<HashMap<String, u64>>,
+}
+
+impl Written {
+    /// Records what a write returned.
+    pub fn wrote<K: Resource>(&self, object: &K) {
+        if let (Some(uid), Some(version)) = (object.uid(), object.resource_version().and_then(|v| v.parse().ok())) {
+            self.versions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(uid, version);
+        }
+    }
+
+    /// Whether `object` is older than what this controller last wrote of it.
+    pub fn is_stale<K: Resource>(&self, object: &K) -> bool {
+        let (Some(uid), Some(version)) = (
+            object.uid(),
+            object.resource_version().and_then(|v| v.parse::<u64>().ok()),
+        ) else {
+            return false;
+        };
+        self.versions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&uid)
+            .is_some_and(|written| version < *written)
+    }
+
+    /// Forgets a deleted object.
+    pub fn forget(&self, uid: &str) {
+        self.versions.lock().unwrap_or_else(PoisonError::into_inner).remove(uid);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
