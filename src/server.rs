@@ -180,6 +180,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         pki::Pki::load_or_create(&server_dir.join("tls"), &sans)?
     };
     let tls = pki::server_tls_config(&pki)?;
+    // The local node's name and its kubelet API's serving certificate.
+    let agent = match args.disable_agent {
+        true => None,
+        false => {
+            let node_name = kubelet::node_name(args.node_name.as_deref());
+            let tls = kubelet::server::tls_config(&pki, &args.data_dir.join("agent"), &node_name)?;
+            Some((node_name, tls))
+        }
+    };
 
     let db = database_path(&args.data_dir);
     let store = {
@@ -251,8 +260,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(address = %api_address, kubeconfig = %args.write_kubeconfig.display(), "Kubernetes API listening");
 
     let etcd_task = etcd_listener.map(|listener| tasks.spawn(etcd::serve(store.clone(), listener, shutdown.clone())));
-    let agent_task = (!args.disable_agent).then(|| {
-        let node_name = kubelet::node_name(args.node_name.as_deref());
+    let agent_task = agent.map(|(node_name, kubelet_tls)| {
         let client = client::in_process(app.clone(), client::identity::node(&node_name));
         let config = kubelet::Config {
             data_dir: args.data_dir.clone(),
@@ -261,6 +269,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             cluster_cidr: args.cluster_cidr,
             cluster_dns: args.cluster_dns,
             args: args.node.clone(),
+            kubelet_tls,
         };
         tasks.spawn(kubelet::run(config, client, shutdown.clone()))
     });

@@ -10,7 +10,17 @@ use super::resources::{Registry, ResourceType};
 pub const KUBERNETES_MINOR: &str = "33";
 
 /// Subresources the handlers serve today.
-const SERVED_SUBRESOURCES: &[&str] = &["status", "scale", "binding", "eviction"];
+const SERVED_SUBRESOURCES: &[&str] = &[
+    "status",
+    "scale",
+    "binding",
+    "eviction",
+    "log",
+    "exec",
+    "attach",
+    "portforward",
+    "proxy",
+];
 
 const VERBS: &[&str] = &[
     "create",
@@ -109,6 +119,20 @@ fn subresource_entry(t: &ResourceType, sub: &str) -> Value {
         "kind": t.kind,
         "verbs": ["get", "patch", "update"],
     });
+    // The kubelet subresources: their option kinds and verbs, as kube-apiserver lists them.
+    let (kind, verbs): (&str, &[&str]) = match sub {
+        "log" => ("Pod", &["get"]),
+        "exec" => ("PodExecOptions", &["create", "get"]),
+        "attach" => ("PodAttachOptions", &["create", "get"]),
+        "portforward" => ("PodPortForwardOptions", &["create", "get"]),
+        "proxy" if t.resource == "nodes" => ("NodeProxyOptions", &["create", "delete", "get", "patch", "update"]),
+        _ => ("", &[]),
+    };
+    if !kind.is_empty() {
+        entry["kind"] = json!(kind);
+        entry["verbs"] = json!(verbs);
+        return entry;
+    }
     // Clients find these kinds here (else they assume the parent's group).
     let (group, kind) = match sub {
         "scale" => ("autoscaling", "Scale"),
@@ -165,7 +189,18 @@ mod tests {
             .map(|r| r["name"].as_str().unwrap())
             .collect();
         assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"namespaces"));
-        assert!(!names.contains(&"pods/log"), "nothing is advertised before it works");
+        assert!(names.contains(&"pods/log") && names.contains(&"pods/exec") && names.contains(&"nodes/proxy"));
+        assert!(!names.contains(&"pods/proxy"), "nothing is advertised before it works");
+        let exec = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods/exec")
+            .unwrap();
+        assert_eq!(
+            (&exec["kind"], &exec["verbs"]),
+            (&json!("PodExecOptions"), &json!(["create", "get"]))
+        );
         let groups = api_group_list(&registry);
         let apps = groups["groups"]
             .as_array()

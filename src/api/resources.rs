@@ -102,13 +102,22 @@ type Row = (
 
 const BUILTINS: &[Row] = &[
     ("", "v1", "namespaces", "Namespace", false, "ns", "", "status finalize"),
-    ("", "v1", "pods", "Pod", true, "po", "all", "status binding eviction"),
+    (
+        "",
+        "v1",
+        "pods",
+        "Pod",
+        true,
+        "po",
+        "all",
+        "attach binding eviction exec log portforward status",
+    ),
     ("", "v1", "services", "Service", true, "svc", "all", "status"),
     ("", "v1", "endpoints", "Endpoints", true, "ep", "", ""),
     ("", "v1", "configmaps", "ConfigMap", true, "cm", "", ""),
     ("", "v1", "secrets", "Secret", true, "", "", ""),
     ("", "v1", "serviceaccounts", "ServiceAccount", true, "sa", "", ""),
-    ("", "v1", "nodes", "Node", false, "no", "", "status"),
+    ("", "v1", "nodes", "Node", false, "no", "", "proxy status"),
     ("", "v1", "events", "Event", true, "ev", "", ""),
     (
         "",

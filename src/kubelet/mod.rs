@@ -37,6 +37,9 @@ pub struct NodeArgs {
     /// share a host need different names.
     #[arg(long, env = "KUBE_CNI_BRIDGE", default_value = "kube0")]
     pub cni_bridge: String,
+    /// Port of the kubelet API (HTTPS); nodes that share a host need different ones.
+    #[arg(long, env = "KUBE_KUBELET_PORT", default_value_t = server::DEFAULT_PORT, hide = true)]
+    pub kubelet_port: u16,
 }
 
 impl NodeArgs {
@@ -59,6 +62,9 @@ pub struct Config {
     pub cluster_cidr: (Ipv4Addr, u8),
     pub cluster_dns: Ipv4Addr,
     pub args: NodeArgs,
+    /// The kubelet API's TLS identity: its serving certificate and the client CA
+    /// the apiserver's certificate is checked against.
+    pub kubelet_tls: Arc<rustls::ServerConfig>,
 }
 
 impl Config {
@@ -109,6 +115,8 @@ pub enum Error {
     Cri(cri::Error),
     #[error("the pause (sandbox) image is not available for {0}")]
     Arch(&'static str),
+    #[error(transparent)]
+    KubeletApi(#[from] server::ServerError),
 }
 
 /// What the pod workers get from the agent once the node is set up.
@@ -124,6 +132,8 @@ pub struct Runtime {
 /// start (no runtime, no sandbox image): `kube server` then exits with it.
 pub async fn run(config: Config, client: kube::Client, shutdown: CancellationToken) -> Result<(), Error> {
     cni::check_bridge_name(&config.args.cni_bridge)?;
+    // The kubelet API's port first: a taken port fails the start before anything runs.
+    let kubelet_listener = server::bind((Ipv4Addr::UNSPECIFIED, config.args.kubelet_port).into()).await?;
     let tasks = TaskTracker::new();
 
     // 1. The container runtime.
@@ -178,12 +188,21 @@ pub async fn run(config: Config, client: kube::Client, shutdown: CancellationTok
     let mut settings = pods::Settings::new(&config.data_dir);
     settings.cluster_dns = vec![config.cluster_dns.into()];
     settings.node_ips = pods::host_ip().into_iter().collect();
-    let cri = cri::Cri::new(&socket.to_string_lossy()).map_err(Error::Cri)?;
+    let cri = Arc::new(cri::Cri::new(&socket.to_string_lossy()).map_err(Error::Cri)?);
     tasks.spawn(pods::run(
         client.clone(),
         config.node_name.clone(),
-        Arc::new(cri),
+        cri.clone(),
         settings,
+        shutdown.clone(),
+    ));
+
+    // 5. The kubelet API: logs, exec, attach, port-forward and stats for the apiserver.
+    let kubelet = server::Kubelet::new(config.node_name.clone(), config.agent_dir(), cri, client.clone());
+    tasks.spawn(server::run(
+        Arc::new(kubelet),
+        kubelet_listener,
+        config.kubelet_tls.clone(),
         shutdown.clone(),
     ));
     let _runtime = Arc::new(Runtime { socket, network });

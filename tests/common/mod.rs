@@ -147,6 +147,8 @@ pub struct Server {
     pub port: u16,
     /// Port of the Kubernetes API (HTTPS).
     pub api_port: u16,
+    /// Port of the local node's kubelet API (HTTPS), when the agent runs.
+    pub kubelet_port: u16,
     pub log: PathBuf,
     args: Vec<String>,
     envs: Vec<(String, String)>,
@@ -198,6 +200,7 @@ impl Server {
             log,
             port: free_port(),
             api_port: free_port(),
+            kubelet_port: free_port(),
             args: extra.iter().map(|s| s.to_string()).collect(),
             envs: Vec::new(),
             flavor: Flavor::Kube,
@@ -295,6 +298,7 @@ impl Server {
                 cmd.env("KUBE_HTTPS_LISTEN_PORT", self.api_port.to_string())
                     .env("KUBE_BIND_ADDRESS", "127.0.0.1")
                     .env("KUBE_WRITE_KUBECONFIG", self.kubeconfig())
+                    .env("KUBE_KUBELET_PORT", self.kubelet_port.to_string())
                     // No local node unless a test asks for one (`env("KUBE_DISABLE_AGENT", "false")`).
                     .env("KUBE_DISABLE_AGENT", "true");
                 if self.default_flags {
