@@ -354,6 +354,47 @@ fn volumes_are_visible(server: &Server) {
     }
 }
 
+const LABELS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: labels, labels: {tier: one}}
+spec:
+  nodeName: pods-test-node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: info, mountPath: /info}]
+  volumes:
+  - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
+"#;
+
+fn downward_labels_follow_the_pod(server: &Server) {
+    let pod = wait_pod(server, "labels", Duration::from_secs(60), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let file = server
+        .data_dir
+        .join("agent/pods")
+        .join(uid)
+        .join("volumes/kubernetes.io~downward-api/info/labels");
+    assert_eq!(std::fs::read_to_string(&file).unwrap_or_default(), "tier=\"one\"");
+    server
+        .kubectl(&["label", "pod", "labels", "tier=two", "--overwrite"])
+        .ok();
+    let updated = eventually(Duration::from_secs(15), || {
+        std::fs::read_to_string(&file).unwrap_or_default() == "tier=\"two\""
+    });
+    assert!(
+        updated,
+        "the downward API file follows the label: {:?}",
+        std::fs::read_to_string(&file)
+    );
+}
+
 const SLEEPER: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -401,16 +442,17 @@ type Check = fn(&Server);
 #[test]
 fn pods_run_on_the_node() {
     let mut node = start_node();
-    for manifest in [WEB, CRASH, OOM, VOLUMES, SLEEPER] {
+    for manifest in [WEB, CRASH, OOM, VOLUMES, LABELS, SLEEPER] {
         apply(&node, manifest);
     }
     std::thread::scope(|s| {
         let server: &Server = &node;
-        let checks: [(&str, Check); 5] = [
+        let checks: [(&str, Check); 6] = [
             ("web", web_runs_and_becomes_ready),
             ("crash", crash_loops_with_growing_back_off),
             ("oom", oom_is_reported),
             ("volumes", volumes_are_visible),
+            ("labels", downward_labels_follow_the_pod),
             ("delete", delete_honours_the_grace_period),
         ];
         let handles: Vec<_> = checks

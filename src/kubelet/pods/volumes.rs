@@ -187,6 +187,15 @@ pub async fn setup(
     Ok(map)
 }
 
+/// Whether the pod has volumes written from API objects (configMap, secret,
+/// downwardAPI, projected), which are refreshed so that updates reach the pod.
+pub fn has_api_volumes(pod: &Pod) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some())
+}
+
 /// The pod's `fsGroup`: volumes the kubelet writes belong to that group.
 fn fs_group(pod: &Pod) -> Option<u32> {
     pod.spec

@@ -147,6 +147,12 @@ impl Worker {
         match update {
             Update::Pod(pod) => {
                 let sync = needs_sync(&self.pod, &pod);
+                if self.pod.metadata.labels != pod.metadata.labels
+                    || self.pod.metadata.annotations != pod.metadata.annotations
+                {
+                    // Downward API files show labels and annotations: rewrite now.
+                    self.volumes_at = None;
+                }
                 self.status = pod.status.clone();
                 self.pod = pod;
                 sync
@@ -182,7 +188,12 @@ impl Worker {
                 }
                 _ = tokio::time::sleep_until(next) => {}
             }
-            let wait = self.step().await;
+            // A step may wait out a grace period; shutdown does not wait for it
+            // (whatever it left half done, the next start finds in the runtime).
+            let wait = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                wait = self.step() => wait,
+            };
             if self.stage == Stage::Done {
                 break;
             }
@@ -289,7 +300,8 @@ impl Worker {
         }
 
         // Volumes first: no container starts without them.
-        let refresh = self.volumes_at.is_none_or(|at| at.elapsed() >= REFRESH_VOLUMES);
+        let refresh = self.volumes.is_none()
+            || (volumes::has_api_volumes(&pod) && self.volumes_at.is_none_or(|at| at.elapsed() >= REFRESH_VOLUMES));
         if refresh {
             let facts = self.facts(&rt);
             let setup = volumes::setup(
@@ -429,8 +441,10 @@ impl Worker {
         self.write_status(&rt, false).await;
         self.restarts.gc(SystemTime::now());
         let mut wait = wake.unwrap_or_else(resync);
-        let volumes_due = REFRESH_VOLUMES.saturating_sub(self.volumes_at.map(|a| a.elapsed()).unwrap_or_default());
-        wait = wait.min(volumes_due.max(Duration::from_secs(1)));
+        if volumes::has_api_volumes(&pod) {
+            let due = REFRESH_VOLUMES.saturating_sub(self.volumes_at.map(|a| a.elapsed()).unwrap_or_default());
+            wait = wait.min(due.max(Duration::from_secs(1)));
+        }
         Ok(wait)
     }
 
