@@ -295,6 +295,23 @@ metadata: {name: vol-secret}
 data: {password: aHVudGVyMg==}
 ---
 apiVersion: v1
+kind: PersistentVolume
+metadata: {name: vol-pv}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  hostPath: {path: PV_PATH, type: DirectoryOrCreate}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: vol-claim}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+  volumeName: vol-pv
+  storageClassName: ""
+---
+apiVersion: v1
 kind: Pod
 metadata: {name: volumes, labels: {app: volumes}}
 spec:
@@ -316,7 +333,7 @@ spec:
       echo cm=$(cat /cm/greeting); echo secret=$(cat /secret/password);
       echo scratch=$(cat /scratch/file); echo labels=$(cat /info/labels);
       echo env=$GREETING/$POD_NAME; stat -c mode=%a /secret/..data/password;
-      echo mem=$(mount | grep -c ' /mem type tmpfs')
+      echo mem=$(mount | grep -c ' /mem type tmpfs'); echo to-the-claim > /claim/out
     env:
     - {name: GREETING, valueFrom: {configMapKeyRef: {name: vol-cm, key: greeting}}}
     - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
@@ -326,13 +343,20 @@ spec:
     - {name: scratch, mountPath: /scratch}
     - {name: info, mountPath: /info}
     - {name: mem, mountPath: /mem}
+    - {name: claim, mountPath: /claim}
   volumes:
+  - {name: claim, persistentVolumeClaim: {claimName: vol-claim}}
   - {name: cm, configMap: {name: vol-cm}}
   - {name: secret, secret: {secretName: vol-secret, defaultMode: 0400}}
   - {name: scratch, emptyDir: {}}
   - {name: mem, emptyDir: {medium: Memory, sizeLimit: 4Mi}}
   - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
 "#;
+
+/// The hostPath behind the test's PersistentVolume (in the server's temp dir).
+fn pv_path(server: &Server) -> PathBuf {
+    server.dir.path().join("pv")
+}
 
 fn volumes_are_visible(server: &Server) {
     let pod = wait_pod(server, "volumes", Duration::from_secs(60), "Succeeded", |p| {
@@ -341,6 +365,11 @@ fn volumes_are_visible(server: &Server) {
     let init = &pod["status"]["initContainerStatuses"][0];
     assert_eq!(init["state"]["terminated"]["exitCode"], 0, "{init}");
     let log = log_of(server, &pod, "c");
+    let written = std::fs::read_to_string(pv_path(server).join("out")).unwrap_or_default();
+    assert_eq!(
+        written, "to-the-claim\n",
+        "the claim's hostPath PV holds what the pod wrote"
+    );
     for line in [
         "cm=hello-from-configmap",
         "secret=hunter2",
@@ -442,7 +471,8 @@ type Check = fn(&Server);
 #[test]
 fn pods_run_on_the_node() {
     let mut node = start_node();
-    for manifest in [WEB, CRASH, OOM, VOLUMES, LABELS, SLEEPER] {
+    let volumes = VOLUMES.replace("PV_PATH", pv_path(&node).to_str().unwrap());
+    for manifest in [WEB, CRASH, OOM, &volumes, LABELS, SLEEPER] {
         apply(&node, manifest);
     }
     std::thread::scope(|s| {
