@@ -21,7 +21,13 @@ pub enum ForwardError {
     Http(#[from] hyper::Error),
     #[error("invalid upstream request: {0}")]
     Request(#[from] axum::http::Error),
+    #[error("no response within {0:?}")]
+    Timeout(std::time::Duration),
 }
+
+/// How long an upstream may take to answer (its response head; a body or an
+/// upgraded stream may then last as long as it likes).
+const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Headers that describe one connection, never forwarded as they are (RFC 9110
 /// §7.6.1); an upgrade's `Connection`/`Upgrade` pair is set again explicitly.
@@ -99,7 +105,9 @@ where
             builder = builder.header(header::UPGRADE, value);
         }
     }
-    let mut response = sender.send_request(builder.body(request.body)?).await?;
+    let mut response = tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(builder.body(request.body)?))
+        .await
+        .map_err(|_| ForwardError::Timeout(RESPONSE_TIMEOUT))??;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client) = upgrade else {

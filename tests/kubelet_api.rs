@@ -257,6 +257,7 @@ fn kubectl_reaches_containers_through_the_kubelet_api() {
     reads_the_previous_container_after_a_restart(&node);
     execs_commands(&node);
     forwards_ports_and_copies_files(&node);
+    python_client_streams_over_websocket(&node);
     refuses_unscheduled_pods(&node);
     serves_only_the_apiserver(&node);
 }
@@ -412,6 +413,53 @@ fn forwards_ports_and_copies_files(node: &Node) {
     let mut text = String::new();
     std::fs::File::open(&out).unwrap().read_to_string(&mut text).unwrap();
     assert_eq!(text, "hello\n");
+}
+
+/// The Python client speaks WebSocket (`v4.channel.k8s.io`) only, for exec and
+/// port-forward alike; containerd's streaming server answers it through both proxies.
+fn python_client_streams_over_websocket(node: &Node) {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python/bin/python3");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/install-deps",
+        python.display()
+    );
+    let script = r#"
+from kubernetes import client, config
+from kubernetes.stream import stream, portforward
+config.load_kube_config()
+core = client.CoreV1Api()
+out = stream(core.connect_get_namespaced_pod_exec, "web", "default",
+             command=["sh", "-c", "echo out; echo err >&2"], stderr=True, stdin=False, stdout=True, tty=False)
+print("exec", repr(out))
+resp = stream(core.connect_get_namespaced_pod_exec, "web", "default", command=["sh", "-c", "exit 7"],
+              stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+resp.run_forever(timeout=10)
+print("code", resp.returncode)
+pf = portforward(core.connect_get_namespaced_pod_portforward, "web", "default", ports="8080")
+sock = pf.socket(8080)
+sock.setblocking(True)
+sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+data = b""
+while True:
+    chunk = sock.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print("forwarded", repr(data.split(b"\r\n\r\n", 1)[-1]))
+pf.close()
+"#;
+    let out = common::run_timeout(
+        Command::new(&python)
+            .args(["-c", script])
+            .env("KUBECONFIG", node.kubeconfig()),
+        Duration::from_secs(60),
+    )
+    .expect("the Python client hung");
+    let stdout = out.ok();
+    assert!(stdout.contains(r"exec 'out\nerr\n'"), "{stdout}");
+    assert!(stdout.contains("code 7"), "{stdout}");
+    assert!(stdout.contains(r"forwarded b'hello\n'"), "{stdout}");
 }
 
 fn refuses_unscheduled_pods(node: &Node) {
