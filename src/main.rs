@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane: the store and its etcd v3 endpoint.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Save or restore snapshots of the server's store.
     #[command(subcommand)]
     EtcdSnapshot(SnapshotCommand),
@@ -115,7 +115,7 @@ fn run() -> anyhow::Result<()> {
                 .max_blocking_threads(16)
                 .enable_all()
                 .build()?;
-            runtime.block_on(server::run(args))
+            runtime.block_on(server::run(*args))
         }
         Command::Image(command) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

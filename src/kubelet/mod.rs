@@ -9,9 +9,10 @@
 //! node has on disk), the Node object before the CNI config (the pod range comes
 //! from its `spec.podCIDR`), pods last.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,6 +21,7 @@ pub mod cni;
 pub mod containerd;
 pub mod cri;
 pub mod images;
+pub mod node;
 pub mod pause;
 pub mod pods;
 pub mod server;
@@ -40,6 +42,10 @@ pub struct NodeArgs {
     /// Port of the kubelet API (HTTPS); nodes that share a host need different ones.
     #[arg(long, env = "KUBE_KUBELET_PORT", default_value_t = server::DEFAULT_PORT, hide = true)]
     pub kubelet_port: u16,
+    /// The node's InternalIP [default: the host's first IPv4 address outside the
+    /// cluster CIDR].
+    #[arg(long, env = "KUBE_NODE_IP")]
+    pub node_ip: Option<std::net::IpAddr>,
 }
 
 impl NodeArgs {
@@ -111,22 +117,19 @@ pub enum Error {
     SandboxImage(images::Error),
     #[error(transparent)]
     Cni(#[from] cni::Error),
-    #[error("container runtime endpoint: {0}")]
-    Cri(cri::Error),
     #[error("the pause (sandbox) image is not available for {0}")]
     Arch(&'static str),
     #[error(transparent)]
     KubeletApi(#[from] server::ServerError),
+    #[error(transparent)]
+    Node(#[from] node::Error),
+    #[error(transparent)]
+    Cri(#[from] cri::Error),
 }
 
-/// What the pod workers get from the agent once the node is set up.
-#[derive(Clone)]
-pub struct Runtime {
-    /// The CRI (and containerd API) socket.
-    pub socket: PathBuf,
-    /// The CNI network pods join (bridge and name).
-    pub network: cni::Network,
-}
+/// How long the agent waits for the node IPAM controller to assign a pod range
+/// before it takes a free one itself.
+pub const POD_CIDR_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs the node agent until `shutdown`. Returns an error only when the node cannot
 /// start (no runtime, no sandbox image): `kube server` then exits with it.
@@ -135,11 +138,30 @@ pub async fn run(config: Config, client: kube::Client, shutdown: CancellationTok
     // The kubelet API's port first: a taken port fails the start before anything runs.
     let kubelet_listener = server::bind((Ipv4Addr::UNSPECIFIED, config.args.kubelet_port).into()).await?;
     let tasks = TaskTracker::new();
+    let local = shutdown.child_token();
+    let result = start(&config, client, kubelet_listener, &tasks, local.clone()).await;
+    if result.is_err() {
+        // Stop what did start (containerd) before reporting.
+        local.cancel();
+    }
+    tasks.close();
+    local.cancelled().await;
+    tasks.wait().await;
+    result
+}
 
+/// Starts the node's parts on `tasks`; returns once the pod workers run.
+async fn start(
+    config: &Config,
+    client: kube::Client,
+    kubelet_listener: tokio::net::TcpListener,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     // 1. The container runtime.
     let socket = match config.args.runtime_socket() {
         Some(socket) => {
-            let version = containerd::wait_ready(&socket, std::time::Duration::from_secs(30)).await?;
+            let version = containerd::wait_ready(&socket, Duration::from_secs(30)).await?;
             tracing::info!(socket = %socket.display(), %version, "using the existing container runtime");
             socket
         }
@@ -157,6 +179,7 @@ pub async fn run(config: Config, client: kube::Client, shutdown: CancellationTok
             socket
         }
     };
+    let runtime: Arc<dyn cri::Runtime> = Arc::new(cri::Cri::new(&socket.to_string_lossy())?);
 
     // 2. Images: the sandbox image must be there before any pod; airgap archives next.
     let importer = images::Importer::new(&socket);
@@ -168,9 +191,36 @@ pub async fn run(config: Config, client: kube::Client, shutdown: CancellationTok
     tracing::info!(image = %imported.name, "sandbox image ready");
     importer.import_dir(&config.images_dir()).await;
 
-    // 3. The pod network. Until node registration lands here, the node takes the
-    //    first /24 of the cluster range.
-    let pod_cidr = cni::first_free_subnet(config.cluster_cidr, &[]).unwrap_or(config.cluster_cidr);
+    // 3. The Node object (retried: the API may still be starting its loops).
+    let node_config = node::NodeConfig {
+        name: config.node_name.clone(),
+        control_plane: config.control_plane,
+        data_dir: config.data_dir.clone(),
+        node_ip: config.args.node_ip,
+        cluster_cidr: config.cluster_cidr,
+        kubelet_port: config.args.kubelet_port,
+    };
+    let mut agent = node::NodeAgent::new(node_config, client.clone(), runtime.clone(), Arc::new(node::ProcHost));
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match agent.register().await {
+            Ok(_) => break,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot register the node yet");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+
+    // 4. The pod network on the node's pod range.
+    let pod_cidr = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        cidr = agent.pod_cidr(POD_CIDR_WAIT) => cidr?,
+    };
     let network = cni::Network {
         name: config.args.cni_bridge.clone(),
         bridge: config.args.cni_bridge.clone(),
@@ -184,31 +234,28 @@ pub async fn run(config: Config, client: kube::Client, shutdown: CancellationTok
     }
     tracing::info!(path = %path.display(), pod_cidr = %cni::cidr_string(pod_cidr), "CNI config written");
 
-    // 4. The pods bound to this node.
+    // 5. Heartbeat and status, then the pods.
+    let node_ips = agent.addresses();
+    tasks.spawn(agent.run(shutdown.clone()));
+
     let mut settings = pods::Settings::new(&config.data_dir);
-    settings.cluster_dns = vec![config.cluster_dns.into()];
-    settings.node_ips = pods::host_ip().into_iter().collect();
-    let cri = Arc::new(cri::Cri::new(&socket.to_string_lossy()).map_err(Error::Cri)?);
+    settings.cluster_dns = vec![IpAddr::V4(config.cluster_dns)];
+    settings.node_ips = node_ips;
     tasks.spawn(pods::run(
         client.clone(),
         config.node_name.clone(),
-        cri.clone(),
+        runtime.clone(),
         settings,
         shutdown.clone(),
     ));
 
-    // 5. The kubelet API: logs, exec, attach, port-forward and stats for the apiserver.
-    let kubelet = server::Kubelet::new(config.node_name.clone(), config.agent_dir(), cri, client.clone());
+    // 6. The kubelet API: logs, exec, attach, port-forward and stats for the apiserver.
+    let kubelet = server::Kubelet::new(config.node_name.clone(), config.agent_dir(), runtime, client);
     tasks.spawn(server::run(
         Arc::new(kubelet),
         kubelet_listener,
         config.kubelet_tls.clone(),
-        shutdown.clone(),
+        shutdown,
     ));
-    let _runtime = Arc::new(Runtime { socket, network });
-
-    shutdown.cancelled().await;
-    tasks.close();
-    tasks.wait().await;
     Ok(())
 }

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod agent;
+
 /// The binary under test, built by cargo for this test run.
 pub const KUBE: &str = env!("CARGO_BIN_EXE_kube");
 
@@ -277,6 +279,11 @@ impl Server {
     /// `http://127.0.0.1:PORT`, what a tonic channel takes.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the child was started and has not been stopped or reaped.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn pid(&self) -> u32 {
