@@ -9,7 +9,7 @@ CREATE TABLE kv (
   version         INTEGER NOT NULL,  -- 0 on a tombstone (a delete)
   lease           INTEGER NOT NULL,
   value           BLOB    NOT NULL,
-  prev_id         INTEGER NOT NULL   -- id of this key's previous row, 0 if none
+  prev_id         INTEGER NOT NULL   -- id of the live row this one replaces, 0 if the key was not live
 );
 -- (key, id): the latest row of a key at any revision is one index seek.
 CREATE INDEX kv_key ON kv (key);

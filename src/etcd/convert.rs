@@ -23,7 +23,7 @@ pub fn status(err: StoreError) -> Status {
         StoreError::LeaseExists => Code::FailedPrecondition,
         StoreError::NoSpace => Code::ResourceExhausted,
         StoreError::Stopped | StoreError::ReadOnly(_) => Code::Unavailable,
-        StoreError::Database(_) | StoreError::Io(_) => Code::Internal,
+        StoreError::SyncFailed | StoreError::Database(_) | StoreError::Io(_) => Code::Internal,
     };
     Status::new(code, err.to_string())
 }

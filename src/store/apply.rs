@@ -47,7 +47,9 @@ impl<'a> Apply<'a> {
         }
     }
 
-    pub fn txn(&mut self, compare: &[Compare], success: &[Op], failure: &[Op]) -> Result<TxnResult> {
+    /// Runs the transaction. The ops' keys and values are moved into the new rows'
+    /// events rather than copied: the request is spent once applied.
+    pub fn txn(&mut self, compare: &[Compare], success: &mut [Op], failure: &mut [Op]) -> Result<TxnResult> {
         let mut succeeded = true;
         for c in compare {
             if !self.compare(c)? {
@@ -56,7 +58,7 @@ impl<'a> Apply<'a> {
             }
         }
         let ops = if succeeded { success } else { failure };
-        let results = ops.iter().map(|op| self.op(op)).collect::<Result<Vec<_>>>()?;
+        let results = ops.iter_mut().map(|op| self.op(op)).collect::<Result<Vec<_>>>()?;
         Ok(TxnResult {
             revision: self.head(),
             succeeded,
@@ -64,12 +66,12 @@ impl<'a> Apply<'a> {
         })
     }
 
-    fn op(&mut self, op: &Op) -> Result<OpResult> {
+    fn op(&mut self, op: &mut Op) -> Result<OpResult> {
         match op {
             Op::Range(r) => self.range(r).map(OpResult::Range),
             Op::Put(p) => self.put(p),
             Op::Delete(d) => self.delete(d),
-            Op::Txn(t) => self.txn(&t.compare, &t.success, &t.failure).map(OpResult::Txn),
+            Op::Txn(t) => self.txn(&t.compare, &mut t.success, &mut t.failure).map(OpResult::Txn),
         }
     }
 
@@ -118,7 +120,7 @@ impl<'a> Apply<'a> {
         Ok(id)
     }
 
-    fn put(&mut self, p: &Put) -> Result<OpResult> {
+    fn put(&mut self, p: &mut Put) -> Result<OpResult> {
         let prev = sqlite::get_live(self.conn, &p.key)?;
         let prev_kv = prev.as_ref().map(|(_, kv)| kv);
         if (p.ignore_value || p.ignore_lease) && prev.is_none() {
@@ -133,15 +135,16 @@ impl<'a> Apply<'a> {
         }
         let value = match prev_kv {
             Some(kv) if p.ignore_value => kv.value.clone(),
-            _ => p.value.clone(),
+            _ => std::mem::take(&mut p.value),
         };
-        let prev_id = match &prev {
-            Some((id, _)) => *id,
-            None => sqlite::last_row_id(self.conn, &p.key)?,
-        };
+        // A key that is not live gets no predecessor, even if an older life of it ended
+        // in a tombstone: nothing reads through that link (watch replay shows no previous
+        // value after a delete, and compaction removes tombstones by themselves), and
+        // looking it up cost an index search on every create.
+        let prev_id = prev.as_ref().map_or(0, |(id, _)| *id);
         let id = self.next_id()?;
         let kv = KeyValue {
-            key: p.key.clone(),
+            key: std::mem::take(&mut p.key),
             value,
             create_revision: prev_kv.map_or(self.revision, |kv| kv.create_revision),
             mod_revision: self.revision,

@@ -31,10 +31,40 @@ pub enum StoreError {
     ReadOnly(String),
     #[error("etcdserver: server stopped")]
     Stopped,
+    #[error(
+        "store: an fsync of the write-ahead log failed; the outcome of writes since is unknown \
+         and the store refuses every request until it is restarted"
+    )]
+    SyncFailed,
     #[error("store database: {0}")]
     Database(String),
     #[error("store I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// An error of the database or the disk rather than a refusal of the request.
+    pub(crate) fn is_storage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NoSpace
+                | StoreError::ReadOnly(_)
+                | StoreError::Stopped
+                | StoreError::SyncFailed
+                | StoreError::Database(_)
+                | StoreError::Io(_)
+        )
+    }
+
+    /// The same error again, for every request of a batch that failed as a whole.
+    pub(crate) fn same(&self) -> StoreError {
+        match self {
+            StoreError::NoSpace => StoreError::NoSpace,
+            StoreError::ReadOnly(m) => StoreError::ReadOnly(m.clone()),
+            StoreError::SyncFailed => StoreError::SyncFailed,
+            other => StoreError::Database(other.to_string()),
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

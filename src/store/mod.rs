@@ -2,22 +2,26 @@
 //! (global revisions, per-key create/mod revision and version, leases, watches from
 //! any uncompacted revision, compaction) on an embedded SQLite database.
 //!
-//! One writer thread commits in groups (see `writer`); reads run on pooled read
-//! connections in parallel with it (WAL). Watchers are fed from the commit path, so
-//! an idle store does no queries and no disk writes. External backends (Postgres,
+//! One writer thread commits in groups (see `writer`) and a sync thread makes each
+//! commit durable before it is answered or published (see `durable`); reads run on
+//! pooled read connections in parallel with both (WAL) and never serve a commit
+//! before it is durable. Watchers are fed from the commit path, so an idle store
+//! does no queries and no disk writes. External backends (Postgres,
 //! a real etcd) will implement the same surface when multi-server HA arrives.
 
 mod apply;
+mod durable;
 mod error;
 mod lease;
+mod memory;
 pub mod snapshot;
 mod sqlite;
 mod types;
 mod watch;
 mod writer;
 
+pub use durable::Sync;
 pub use error::{Result, StoreError};
-pub use sqlite::Sync;
 pub use types::*;
 pub use watch::{Batch, Watcher};
 
@@ -29,7 +33,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::{Notify, broadcast, oneshot, watch as tokio_watch};
 use tokio_util::sync::CancellationToken;
 
+use durable::{Durability, Log, WalFile};
 use lease::Lessor;
+use memory::Activity;
 use writer::{Request, Writer};
 
 /// Largest key plus value accepted in one put (etcd's default `--max-request-bytes`).
@@ -61,13 +67,16 @@ pub struct Store {
 /// State shared by the handles, the writer thread and the watchers.
 struct Shared {
     path: PathBuf,
-    options: Options,
     writer: Mutex<Option<mpsc::Sender<Request>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
-    /// Newest committed revision.
+    /// Newest durable revision (committed and, with `Sync::Full`, fsynced).
     head: AtomicI64,
     compact: AtomicI64,
+    /// How far commits are durable; reads wait for what they saw.
+    durability: Durability,
+    /// Reads and writes served, to clean up after bursts.
+    activity: Activity,
     compacted_through: tokio_watch::Sender<i64>,
     /// Woken when the compaction revision moves.
     compactor: Notify,
@@ -80,11 +89,21 @@ struct Shared {
 impl Store {
     /// Opens (creating if needed) the database at `path` and starts the writer.
     pub fn open(path: &Path, options: Options) -> Result<Store> {
+        Self::open_with(path, options, |wal| Box::new(wal))
+    }
+
+    /// `open`, with `log` deciding what the sync thread syncs (tests wrap the WAL
+    /// file to make its fsync fail).
+    fn open_with(path: &Path, options: Options, log: impl FnOnce(WalFile) -> Box<dyn Log>) -> Result<Store> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut conn = sqlite::open(path, options.sync, false)?;
+        let mut conn = sqlite::open(path, false)?;
         sqlite::migrate(&mut conn)?;
+        let log = match options.sync {
+            Sync::Full => Some(log(WalFile::open(path)?)),
+            Sync::Normal => None,
+        };
         let (head, compact) = sqlite::head(&conn)?;
         let compacted_through = sqlite::meta(&conn, "compacted_through")?;
         let lessor = Lessor::default();
@@ -96,12 +115,13 @@ impl Store {
 
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
-            options,
             writer: Mutex::new(None),
             writer_thread: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
             head: AtomicI64::new(head),
             compact: AtomicI64::new(compact),
+            durability: Durability::default(),
+            activity: Activity::default(),
             compacted_through: tokio_watch::Sender::new(compacted_through),
             compactor: Notify::new(),
             hub: broadcast::Sender::new(watch::HUB_CAPACITY),
@@ -109,7 +129,7 @@ impl Store {
             cluster_id,
             member_id,
         });
-        let writer = Writer::new(conn, shared.clone())?;
+        let writer = Writer::new(conn, shared.clone(), log)?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -133,7 +153,7 @@ impl Store {
         &self.shared.path
     }
 
-    /// The newest committed revision.
+    /// The newest durable (published) revision.
     pub fn revision(&self) -> i64 {
         self.shared.head.load(Ordering::Acquire)
     }
@@ -150,18 +170,20 @@ impl Store {
         self.shared.member_id
     }
 
-    /// Runs a read on a pooled connection inside one read transaction (snapshot).
+    /// Runs a read on a pooled connection inside one read transaction (snapshot),
+    /// and answers once everything that snapshot could hold is durable.
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.shared.activity.record();
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
+        let (result, seen) = tokio::task::spawn_blocking(move || {
             let conn = lock(&shared.readers).pop();
             let mut conn = match conn {
                 Some(c) => c,
-                None => sqlite::open(&shared.path, shared.options.sync, false)?,
+                None => sqlite::open(&shared.path, false)?,
             };
             let result = (|| {
                 let tx = conn.transaction()?;
@@ -169,17 +191,22 @@ impl Store {
                 tx.finish()?;
                 out
             })();
+            // Taken after the snapshot: covers every batch it can contain.
+            let seen = shared.durability.seen();
             let mut readers = lock(&shared.readers);
             if readers.len() < MAX_IDLE_READERS && lock(&shared.writer).is_some() {
                 readers.push(conn);
             }
-            result
+            Ok::<_, StoreError>((result, seen))
         })
         .await
-        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))??;
+        self.shared.durability.settle(seen).await?;
+        result
     }
 
     async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request) -> Result<T> {
+        self.shared.activity.record();
         let (tx, rx) = oneshot::channel();
         {
             let writer = lock(&self.shared.writer);
@@ -311,15 +338,30 @@ impl Store {
     /// Writes a consistent copy of the database to `dest` (with the checksum
     /// trailer, see `snapshot`); returns the revision it holds.
     pub async fn snapshot(&self, dest: PathBuf) -> Result<i64> {
-        let db = self.shared.path.clone();
-        tokio::task::spawn_blocking(move || snapshot::save(&db, &dest))
-            .await
-            .map_err(|e| StoreError::Database(format!("snapshot task failed: {e}")))?
+        let shared = self.shared.clone();
+        let file = dest.clone();
+        let (revision, seen) = tokio::task::spawn_blocking(move || {
+            let revision = snapshot::save(&shared.path, &file)?;
+            Ok::<_, StoreError>((revision, shared.durability.seen()))
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("snapshot task failed: {e}")))??;
+        // Like a read, it may hold commits that are not durable yet.
+        if let Err(err) = self.shared.durability.settle(seen).await {
+            let _ = std::fs::remove_file(&dest);
+            return Err(err);
+        }
+        Ok(revision)
     }
 
-    /// Expires leases and compacts history in the background until `shutdown`.
+    /// Expires leases, compacts history and gives memory back after bursts, in the
+    /// background until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        tokio::join!(self.expire_leases(shutdown.clone()), self.compact_history(shutdown));
+        tokio::join!(
+            self.expire_leases(shutdown.clone()),
+            self.compact_history(shutdown.clone()),
+            self.release_memory_after_bursts(shutdown),
+        );
     }
 
     async fn expire_leases(&self, shutdown: CancellationToken) {

@@ -27,7 +27,7 @@ pub fn write(conn: &Connection, dest: &Path) -> Result<i64> {
             .ok_or_else(|| StoreError::Database(format!("snapshot path {} is not UTF-8", partial.display())))?;
         conn.execute("VACUUM INTO ?1", [target])?;
         let revision = {
-            let copy = sqlite::open(&partial, sqlite::Sync::Full, true)?;
+            let copy = sqlite::open(&partial, true)?;
             sqlite::head(&copy)?.0
         };
         let digest = hash(File::open(&partial)?, u64::MAX)?;
@@ -49,7 +49,7 @@ pub fn save(db: &Path, dest: &Path) -> Result<i64> {
     if !db.exists() {
         return Err(StoreError::Database(format!("no database at {}", db.display())));
     }
-    let conn = sqlite::open(db, sqlite::Sync::Full, false)?;
+    let conn = sqlite::open(db, false)?;
     write(&conn, dest)
 }
 
@@ -89,7 +89,7 @@ pub fn restore(snapshot: &Path, db: &Path) -> Result<i64> {
         io::copy(&mut File::open(snapshot)?.take(body), &mut out)?;
         out.sync_all()?;
         let revision = {
-            let mut conn = sqlite::open(&partial, sqlite::Sync::Full, false)?;
+            let mut conn = sqlite::open(&partial, false)?;
             sqlite::migrate(&mut conn)?;
             let revision = sqlite::head(&conn)?.0;
             conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;

@@ -164,6 +164,65 @@ async fn concurrent_writers_get_distinct_revisions() {
 }
 
 #[tokio::test]
+async fn failing_requests_in_a_batch_leave_the_others_and_take_no_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let put_with_missing_lease = |key: String| {
+        Txn::single(Op::Put(Put {
+            key: key.into(),
+            value: "v".into(),
+            lease: 42,
+            ..Default::default()
+        }))
+    };
+    // Fails at its second write, after the first went in: undone by its savepoint.
+    let half_done = || Txn {
+        success: vec![
+            put_op("half/a", "1"),
+            Op::Put(Put {
+                key: "half/b".into(),
+                lease: 42,
+                ..Default::default()
+            }),
+        ],
+        ..Default::default()
+    };
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            match i % 3 {
+                0 => store.put(format!("ok/{i}"), "v").await.map(|r| r.revision),
+                1 => store
+                    .txn(put_with_missing_lease(format!("bad/{i}")))
+                    .await
+                    .map(|r| r.revision),
+                _ => store.txn(half_done()).await.map(|r| r.revision),
+            }
+        }));
+    }
+    let mut revisions = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match (i % 3, t.await.unwrap()) {
+            (0, Ok(revision)) => revisions.push(revision),
+            (_, Err(StoreError::LeaseNotFound)) if i % 3 != 0 => {}
+            (_, other) => panic!("request {i}: {other:?}"),
+        }
+    }
+    revisions.sort();
+    assert_eq!(revisions, (2..=101).collect::<Vec<_>>(), "only the puts took revisions");
+    assert_eq!(store.revision(), 101);
+    let count = |prefix: &str| {
+        let store = store.clone();
+        let range = Range::of(KeyRange::prefix(prefix));
+        async move { store.range(range).await.unwrap().count }
+    };
+    assert_eq!(count("ok/").await, 100);
+    assert_eq!(count("bad/").await, 0);
+    assert_eq!(count("half/").await, 0);
+}
+
+#[tokio::test]
 async fn ranges_with_limit_count_sort_and_past_revisions() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -642,4 +701,132 @@ async fn a_full_disk_fails_writes_cleanly_and_keeps_acknowledged_data() {
 async fn reopen_at(store: Store, db: &std::path::Path) -> Store {
     tokio::task::spawn_blocking(move || store.close()).await.unwrap();
     Store::open(db, Options::default()).unwrap()
+}
+
+/// The WAL file, with an fsync that fails while `fail` is set.
+struct FlakyLog {
+    wal: durable::WalFile,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl durable::Log for FlakyLog {
+    fn sync(&mut self) -> std::io::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected EIO"));
+        }
+        self.wal.sync()
+    }
+}
+
+#[tokio::test]
+async fn a_failed_fsync_acknowledges_nothing_and_refuses_everything_until_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = Store::open_with(&dir.path().join("state.db"), Options::default(), {
+        let fail = fail.clone();
+        move |wal| Box::new(FlakyLog { wal, fail })
+    })
+    .unwrap();
+    store.put("kept", "1").await.unwrap();
+    let mut watcher = store.watch(KeyRange::prefix("lost"), 0).unwrap();
+
+    fail.store(true, Ordering::SeqCst);
+    let lost = store.put("lost", "2").await;
+    assert!(matches!(lost, Err(StoreError::SyncFailed)), "{lost:?}");
+    // The kernel may have dropped what it could not write, so a later fsync that
+    // succeeds proves nothing: the store must not trust it.
+    fail.store(false, Ordering::SeqCst);
+    let after = store.put("after", "3").await;
+    assert!(matches!(after, Err(StoreError::SyncFailed)), "{after:?}");
+    let read = store.get("kept").await;
+    assert!(
+        matches!(read, Err(StoreError::SyncFailed)),
+        "a read could see the lost write: {read:?}"
+    );
+    assert_eq!(store.revision(), 2, "the lost write is not published");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), watcher.next())
+            .await
+            .is_err(),
+        "no watch event for a write that is not durable"
+    );
+
+    // A restart recovers what is on disk and takes writes again.
+    let store = reopen(store, &dir).await;
+    assert_eq!(store.get("kept").await.unwrap().unwrap().value, b"1");
+    store.put("after", "3").await.unwrap();
+}
+
+#[test]
+fn cached_lookups_are_not_planned_again_on_every_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = sqlite::open(&dir.path().join("state.db"), false).unwrap();
+    sqlite::migrate(&mut conn).unwrap();
+    for key in ["a", "b", "c"] {
+        sqlite::get_live(&conn, key.as_bytes()).unwrap();
+    }
+    let stmt = conn.prepare_cached(sqlite::GET_LIVE).unwrap();
+    assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+}
+
+#[test]
+fn a_leases_keys_are_found_through_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = sqlite::open(&dir.path().join("state.db"), false).unwrap();
+    sqlite::migrate(&mut conn).unwrap();
+    let plan: String = conn
+        .query_row(&format!("EXPLAIN QUERY PLAN {}", sqlite::LEASE_KEYS), [7], |r| r.get(3))
+        .unwrap();
+    assert!(plan.contains("INDEX live_lease"), "{plan}");
+}
+
+/// The WAL file, with an fsync that waits while the gate is shut.
+struct GatedLog {
+    wal: durable::WalFile,
+    shut: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl durable::Log for GatedLog {
+    fn sync(&mut self) -> std::io::Result<()> {
+        let (shut, opened) = &*self.shut;
+        let _open = opened.wait_while(lock(shut), |shut| *shut).unwrap();
+        self.wal.sync()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_is_neither_read_nor_answered_before_its_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let shut = Arc::new((Mutex::new(true), std::sync::Condvar::new()));
+    let store = Store::open_with(&path, Options::default(), {
+        let shut = shut.clone();
+        move |wal| Box::new(GatedLog { wal, shut })
+    })
+    .unwrap();
+    let put = tokio::spawn({
+        let store = store.clone();
+        async move { store.put("k", "v").await }
+    });
+    // Wait until the write is committed in SQLite, where readers can see it.
+    let probe = sqlite::open(&path, true).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sqlite::get_live(&probe, b"k").unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the write was never committed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let get = tokio::spawn({
+        let store = store.clone();
+        async move { store.get("k").await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!put.is_finished(), "answered before the fsync");
+    assert!(!get.is_finished(), "served a read of a write before its fsync");
+    assert_eq!(store.revision(), 1, "published before the fsync");
+
+    *lock(&shut.0) = false;
+    shut.1.notify_all();
+    assert_eq!(put.await.unwrap().unwrap().revision, 2);
+    assert_eq!(get.await.unwrap().unwrap().unwrap().value, b"v");
+    assert_eq!(store.revision(), 2);
 }

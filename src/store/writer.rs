@@ -1,24 +1,27 @@
 //! The single writer thread. It owns the read-write connection, takes every queued
-//! request at once (group commit: one transaction and one fsync for all of them),
-//! gives each request that changes something the next revision, and only after the
-//! commit answers the callers, updates the lease clocks and hands the events to the
-//! watch hub. Each request runs in its own savepoint so one failing request does not
-//! fail the others in its batch.
+//! request at once (group commit: one transaction for all of them) and gives each
+//! request that changes something the next revision. A request runs in its own
+//! savepoint only when it could fail after writing (see `Request::needs_savepoint`),
+//! so one failing request does not fail the others in its batch.
+//!
+//! Nothing here waits for the disk: SQLite commits without syncing and the
+//! committed batch goes on to `durable`, which makes it durable and only then
+//! publishes it and answers its requests, while this thread runs the next batch.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use super::Shared;
 use super::apply::Apply;
+use super::durable::{Committed, Done, Effects, Log, Syncer, publish};
 use super::error::{Result, StoreError};
 use super::sqlite::{self, first_id};
-use super::types::{Event, Txn, TxnResult};
-use super::watch::Batch;
+use super::types::{Event, Op, Txn, TxnResult};
 
-/// Requests served by the writer. Every reply is sent after the batch commits.
+/// Requests served by the writer. The answers of a committed batch wait until it is
+/// durable; refusals of a batch that cannot commit go out at once.
 pub enum Request {
     Txn(Txn, oneshot::Sender<Result<TxnResult>>),
     LeaseGrant {
@@ -43,6 +46,37 @@ pub enum Request {
     },
     /// Rewrites the database file to return free pages (outside any batch).
     Defragment(oneshot::Sender<Result<()>>),
+    /// Frees the writer connection's page cache (outside any batch).
+    ReleaseMemory(oneshot::Sender<Result<()>>),
+}
+
+impl Request {
+    /// Whether the request can fail after it has written something, so that it needs
+    /// a savepoint to be undone without failing the rest of its batch. Most requests
+    /// check everything before their first write (a put, a single-key delete, a
+    /// guarded update); a savepoint costs two statements and a copy of every page the
+    /// request touches that the batch had already changed.
+    fn needs_savepoint(&self) -> bool {
+        match self {
+            Request::Txn(txn, _) => txn_needs_savepoint(txn),
+            Request::LeaseRevoke { .. } | Request::CompactStep { .. } => true,
+            Request::LeaseGrant { .. }
+            | Request::Compact { .. }
+            | Request::Defragment(_)
+            | Request::ReleaseMemory(_) => false,
+        }
+    }
+}
+
+fn txn_needs_savepoint(txn: &Txn) -> bool {
+    // Compares only read; then one branch runs.
+    let branch = |ops: &[Op]| match ops {
+        [] | [Op::Range(_) | Op::Put(_)] => false,
+        [Op::Delete(d)] => !d.range.is_single_key(),
+        [Op::Txn(t)] => txn_needs_savepoint(t),
+        _ => true,
+    };
+    branch(&txn.success) || branch(&txn.failure)
 }
 
 /// Requests taken into one transaction at most.
@@ -53,31 +87,23 @@ pub struct Writer {
     shared: Arc<Shared>,
     head: i64,
     compact: i64,
-}
-
-/// What a request did, kept until the commit decides whether it happened.
-enum Done {
-    Txn(oneshot::Sender<Result<TxnResult>>, Result<TxnResult>),
-    Revision(oneshot::Sender<Result<i64>>, Result<i64>),
-}
-
-/// In-memory effects that apply only once the batch is durable.
-#[derive(Default)]
-struct Effects {
-    granted: Vec<(i64, i64)>,
-    revoked: Vec<i64>,
-    compact: Option<i64>,
-    compacted_through: Option<i64>,
+    /// Where committed batches wait for their fsync; `None` when commits are not
+    /// synced (`Sync::Normal`): batches are published at once.
+    syncer: Option<Syncer>,
 }
 
 impl Writer {
-    pub fn new(conn: Connection, shared: Arc<Shared>) -> Result<Self> {
+    /// `log`: the write-ahead log to sync before a batch is published; `None` to
+    /// publish as soon as SQLite has committed.
+    pub fn new(conn: Connection, shared: Arc<Shared>, log: Option<Box<dyn Log>>) -> Result<Self> {
         let (head, compact) = sqlite::head(&conn)?;
+        let syncer = log.map(|log| Syncer::spawn(shared.clone(), log)).transpose()?;
         Ok(Writer {
             conn,
             shared,
             head,
             compact,
+            syncer,
         })
     }
 
@@ -90,50 +116,72 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let (defrags, batch): (Vec<_>, Vec<_>) =
-                batch.into_iter().partition(|r| matches!(r, Request::Defragment(_)));
-            if !batch.is_empty() {
-                self.commit(batch);
+            if let Err(err) = self.shared.durability.check() {
+                batch.into_iter().for_each(|request| fail(request, &err));
+                continue;
             }
-            for request in defrags {
-                if let Request::Defragment(reply) = request {
-                    let _ = reply.send(self.conn.execute_batch("VACUUM").map_err(StoreError::from));
+            let mut writes = Vec::with_capacity(batch.len());
+            let mut maintenance = Vec::new();
+            for request in batch {
+                match request {
+                    Request::Defragment(reply) => maintenance.push(("VACUUM", reply)),
+                    Request::ReleaseMemory(reply) => maintenance.push(("PRAGMA shrink_memory", reply)),
+                    write => writes.push(write),
                 }
             }
+            if !writes.is_empty()
+                && let Some(committed) = self.commit(writes)
+            {
+                self.finish(committed);
+            }
+            // Neither changes what the store holds: nothing to wait for.
+            for (sql, reply) in maintenance {
+                let _ = reply.send(self.conn.execute_batch(sql).map_err(StoreError::from));
+            }
         }
-        // All senders are gone: fold the WAL back into the database before exit.
-        if let Err(err) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        // All senders are gone: answer what is in flight, then fold the WAL back into
+        // the database (a checkpoint syncs both) before exit. After a failed fsync
+        // the WAL is left as it is, for recovery at the next start.
+        if let Some(syncer) = self.syncer.take() {
+            syncer.stop();
+        }
+        if self.shared.durability.check().is_ok()
+            && let Err(err) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        {
             tracing::warn!(%err, "final WAL checkpoint failed");
         }
     }
 
-    fn commit(&mut self, batch: Vec<Request>) {
+    /// Runs a batch in one transaction and commits it. Returns what is left to do
+    /// once it is durable; `None` when nothing was committed (every request has had
+    /// its answer then).
+    fn commit(&mut self, batch: Vec<Request>) -> Option<Committed> {
+        if let Err(err) = run_cached(&self.conn, "BEGIN IMMEDIATE") {
+            batch.into_iter().for_each(|request| fail(request, &err));
+            return None;
+        }
+        let tx = &self.conn;
         let mut done = Vec::with_capacity(batch.len());
         let mut events: Vec<Event> = Vec::new();
         let mut effects = Effects::default();
         let mut next = self.head + 1;
-
-        let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
-            Err(err) => {
-                let err = StoreError::from(err);
-                for request in batch {
-                    fail(request, &err);
-                }
-                return;
-            }
-        };
         let mut fatal = None;
         for request in batch {
-            if let Err(err) = run_cached(&tx, "SAVEPOINT request") {
+            if let Some(err) = &fatal {
+                // The batch is lost anyway: do not run the rest.
+                fail(request, err);
+                continue;
+            }
+            let savepoint = request.needs_savepoint();
+            if savepoint && let Err(err) = run_cached(tx, "SAVEPOINT request") {
                 fail(request, &err);
                 fatal = Some(err);
                 continue;
             }
-            let mut apply = Apply::new(&tx, next, self.compact);
+            let mut apply = Apply::new(tx, next, self.compact);
             let outcome = match request {
-                Request::Txn(txn, reply) => {
-                    let result = apply.txn(&txn.compare, &txn.success, &txn.failure);
+                Request::Txn(mut txn, reply) => {
+                    let result = apply.txn(&txn.compare, &mut txn.success, &mut txn.failure);
                     Done::Txn(reply, result)
                 }
                 Request::LeaseGrant { id, ttl, reply } => {
@@ -159,7 +207,7 @@ impl Writer {
                             compact_revision: current,
                         })
                     } else {
-                        sqlite::set_meta(&tx, "compact_revision", revision).map(|()| {
+                        sqlite::set_meta(tx, "compact_revision", revision).map(|()| {
                             effects.compact = Some(revision);
                             next - 1
                         })
@@ -167,92 +215,103 @@ impl Writer {
                     Done::Revision(reply, result)
                 }
                 Request::CompactStep { revisions, reply } => {
-                    let result = compact_step(&tx, revisions);
+                    let result = compact_step(tx, revisions);
                     if let Ok(through) = result {
                         effects.compacted_through = Some(through);
                     }
                     Done::Revision(reply, result)
                 }
-                Request::Defragment(_) => {
-                    unreachable!("defragment requests are run outside batches")
+                Request::Defragment(_) | Request::ReleaseMemory(_) => {
+                    unreachable!("maintenance requests are run outside batches")
                 }
             };
-            let ok = match &outcome {
-                Done::Txn(_, r) => r.is_ok(),
-                Done::Revision(_, r) => r.is_ok(),
-            };
-            if ok {
-                let changed = apply.changed();
-                events.append(&mut apply.events);
-                if changed {
-                    next += 1;
+            match outcome.error() {
+                None => {
+                    if apply.changed() {
+                        next += 1;
+                    }
+                    events.append(&mut apply.events);
+                    if savepoint && let Err(err) = run_cached(tx, "RELEASE request") {
+                        fatal = Some(err);
+                    }
                 }
-                if let Err(err) = run_cached(&tx, "RELEASE request") {
-                    fatal = Some(err);
+                Some(_) if savepoint => {
+                    drop(apply);
+                    if let Err(err) =
+                        run_cached(tx, "ROLLBACK TO request").and_then(|()| run_cached(tx, "RELEASE request"))
+                    {
+                        fatal = Some(err);
+                    }
                 }
-            } else {
-                drop(apply);
-                if let Err(err) =
-                    run_cached(&tx, "ROLLBACK TO request").and_then(|()| run_cached(&tx, "RELEASE request"))
-                {
-                    fatal = Some(err);
-                }
+                // Refused before it wrote anything: nothing to undo.
+                Some(err) if !apply.changed() && !err.is_storage() => {}
+                // Failed half-way, or in the database, without a savepoint to go back
+                // to: the batch cannot commit.
+                Some(err) => fatal = Some(err.same()),
             }
             done.push(outcome);
         }
 
-        let committed = match fatal {
-            Some(err) => Err(err),
-            None => tx.commit().map_err(StoreError::from),
-        };
-        if let Err(err) = committed {
-            tracing::error!(%err, "store commit failed");
-            for outcome in done {
-                match outcome {
-                    Done::Txn(reply, _) => {
-                        let _ = reply.send(Err(same(&err)));
-                    }
-                    Done::Revision(reply, _) => {
-                        let _ = reply.send(Err(same(&err)));
-                    }
-                }
-            }
-            return;
+        if let Some(err) = fatal {
+            self.abort(done, &err);
+            return None;
         }
-
+        let number = self.shared.durability.number_next();
+        if let Err(err) = run_cached(&self.conn, "COMMIT") {
+            self.abort(done, &err);
+            // Readers may already wait for this number: it goes the way of a batch
+            // that changed nothing.
+            return Some(Committed {
+                number,
+                head: self.head,
+                effects: Effects::default(),
+                events: Vec::new(),
+                done: Vec::new(),
+            });
+        }
         self.head = next - 1;
-        self.shared.head.store(self.head, Ordering::Release);
         if let Some(compact) = effects.compact {
             self.compact = compact;
-            self.shared.compact.store(compact, Ordering::Release);
-            self.shared.compactor.notify_one();
         }
-        if let Some(through) = effects.compacted_through {
-            self.shared.compacted_through.send_replace(through);
+        Some(Committed {
+            number,
+            head: self.head,
+            effects,
+            events,
+            done,
+        })
+    }
+
+    /// Rolls back a batch that cannot commit and fails its requests.
+    fn abort(&self, done: Vec<Done>, err: &StoreError) {
+        tracing::error!(%err, "store commit failed");
+        // Some errors (a full disk, I/O) end the transaction by themselves.
+        if !self.conn.is_autocommit()
+            && let Err(err) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(%err, "store rollback failed");
         }
-        for (id, ttl) in effects.granted {
-            self.shared.lessor.insert(id, ttl);
+        done.into_iter().for_each(|outcome| outcome.fail(err));
+    }
+
+    /// Hands a committed batch to the syncer, or publishes it at once when commits
+    /// are not synced.
+    fn finish(&mut self, committed: Committed) {
+        match &self.syncer {
+            Some(syncer) => syncer.send(committed),
+            None => publish(&self.shared, committed),
         }
-        for id in effects.revoked {
-            self.shared.lessor.remove(id);
+    }
+}
+
+impl Drop for Writer {
+    /// Also runs if the writer panics: readers waiting for a batch it committed but
+    /// never handed on get an error instead of waiting forever.
+    fn drop(&mut self) {
+        if let Some(syncer) = self.syncer.take() {
+            syncer.stop();
         }
-        if !events.is_empty() {
-            // No receivers is fine: nobody watches.
-            let _ = self.shared.hub.send(Arc::new(Batch {
-                revision: self.head,
-                events,
-            }));
-        }
-        for outcome in done {
-            match outcome {
-                Done::Txn(reply, result) => {
-                    let _ = reply.send(result);
-                }
-                Done::Revision(reply, result) => {
-                    let _ = reply.send(result);
-                }
-            }
-        }
+        self.shared.durability.abandon_pending();
     }
 }
 
@@ -278,34 +337,26 @@ fn compact_step(conn: &Connection, revisions: i64) -> Result<i64> {
     Ok(upto)
 }
 
-/// Runs a statement kept prepared (savepoints are on every request's path).
+/// Runs a statement kept prepared (savepoints and the transaction's own statements
+/// are on every request's path).
 fn run_cached(conn: &Connection, sql: &str) -> Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
 
-/// The same error again, for every request of a batch that failed to commit.
-fn same(err: &StoreError) -> StoreError {
-    match err {
-        StoreError::NoSpace => StoreError::NoSpace,
-        StoreError::ReadOnly(m) => StoreError::ReadOnly(m.clone()),
-        other => StoreError::Database(other.to_string()),
-    }
-}
-
 fn fail(request: Request, err: &StoreError) {
     match request {
         Request::Txn(_, reply) => {
-            let _ = reply.send(Err(same(err)));
+            let _ = reply.send(Err(err.same()));
         }
         Request::LeaseGrant { reply, .. }
         | Request::LeaseRevoke { reply, .. }
         | Request::Compact { reply, .. }
         | Request::CompactStep { reply, .. } => {
-            let _ = reply.send(Err(same(err)));
+            let _ = reply.send(Err(err.same()));
         }
-        Request::Defragment(reply) => {
-            let _ = reply.send(Err(same(err)));
+        Request::Defragment(reply) | Request::ReleaseMemory(reply) => {
+            let _ = reply.send(Err(err.same()));
         }
     }
 }
