@@ -200,7 +200,7 @@ pub async fn http_get(
     }
     request.push_str("Connection: close\r\n\r\n");
     if tls {
-        let connector = tokio_rustls::TlsConnector::from(insecure_tls());
+        let connector = tokio_rustls::TlsConnector::from(insecure_tls()?);
         let name = match addr.ip() {
             _ if host.parse::<IpAddr>().is_err() => rustls::pki_types::ServerName::try_from(host.to_string())
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
@@ -240,26 +240,24 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: Str
 }
 
 /// Probes do not verify the server's certificate (as upstream's `InsecureSkipVerify`).
-fn insecure_tls() -> Arc<rustls::ClientConfig> {
-    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+fn insecure_tls() -> std::io::Result<Arc<rustls::ClientConfig>> {
+    type Built = Result<Arc<rustls::ClientConfig>, String>;
+    static CONFIG: std::sync::OnceLock<Built> = std::sync::OnceLock::new();
     CONFIG
         .get_or_init(|| {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
-                .unwrap_or_else(|_| {
-                    rustls::ClientConfig::builder_with_provider(provider.clone())
-                        .with_protocol_versions(&[&rustls::version::TLS13])
-                        .expect("TLS 1.3 is supported by ring")
-                });
-            Arc::new(
+                .map_err(|e| e.to_string())?;
+            Ok(Arc::new(
                 builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
                     .with_no_client_auth(),
-            )
+            ))
         })
         .clone()
+        .map_err(std::io::Error::other)
 }
 
 #[derive(Debug)]
@@ -379,6 +377,39 @@ mod tests {
         assert_eq!(resolve_port(&IntOrString::Int(80), &c), Some(80));
         assert_eq!(resolve_port(&IntOrString::String("nope".into()), &c), None);
         assert_eq!(resolve_port(&IntOrString::Int(70000), &c), None);
+    }
+
+    #[tokio::test]
+    async fn https_probes_do_not_verify_the_certificate() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["probe.invalid".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = tls.read(&mut buf).await.unwrap();
+            tls.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+            tls.shutdown().await.unwrap();
+        });
+        let (code, _) = http_get("127.0.0.1", port, "/", true, &[]).await.unwrap();
+        assert_eq!(code, 204);
+        server.await.unwrap();
     }
 
     #[tokio::test]
