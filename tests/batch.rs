@@ -10,12 +10,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Out, Server};
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -398,4 +402,366 @@ async fn cronjob_starts_a_job_at_the_next_minute() {
     .await;
     let last = status.last_schedule_time.unwrap().0;
     assert_eq!(last.as_second(), minutes * 60);
+}
+
+/// Plays the kubelet for pods with `selector`: finishes their deletion at once
+/// and, while `ready` is set, reports new ones Running and Ready.
+struct FakeKubelet {
+    ready: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeKubelet {
+    fn start(client: Client, selector: &str, ready: bool) -> FakeKubelet {
+        let ready_flag = Arc::new(AtomicBool::new(ready));
+        let flag = ready_flag.clone();
+        let selector = selector.to_string();
+        let task = tokio::spawn(async move {
+            let api: Api<Pod> = Api::namespaced(client, "default");
+            loop {
+                let pods = api
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .map(|l| l.items)
+                    .unwrap_or_default();
+                for pod in pods {
+                    let name = pod.name_any();
+                    if pod.metadata.deletion_timestamp.is_some() {
+                        let _ = api.delete(&name, &DeleteParams::default().grace_period(0)).await;
+                    } else if flag.load(Ordering::SeqCst) && !is_ready(&pod) {
+                        let now = jiff::Timestamp::now().to_string();
+                        let status = json!({"status": {"phase": "Running", "conditions": [
+                            {"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+                        let _ = api
+                            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                            .await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        FakeKubelet {
+            ready: ready_flag,
+            task,
+        }
+    }
+
+    fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn image(pod: &Pod) -> String {
+    pod.spec.as_ref().unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+/// Registers a Ready node, optionally tainted.
+async fn register_node(c: &Cluster, name: &str, taints: Value) {
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let node: Node = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "spec": {"taints": taints},
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.expect("node created");
+    let now = jiff::Timestamp::now().to_string();
+    let status = json!({"status": {
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+            "lastHeartbeatTime": now, "lastTransitionTime": now}],
+        "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("node status");
+}
+
+/// The node a daemon pod is pinned to by its `matchFields` node affinity.
+fn pinned_node(pod: &Pod) -> String {
+    let affinity = pod.spec.as_ref().unwrap().affinity.as_ref().unwrap();
+    let terms = &affinity
+        .node_affinity
+        .as_ref()
+        .unwrap()
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()
+        .unwrap()
+        .node_selector_terms;
+    let field = &terms[0].match_fields.as_ref().unwrap()[0];
+    assert_eq!((field.key.as_str(), field.operator.as_str()), ("metadata.name", "In"));
+    field.values.as_ref().unwrap()[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonset_runs_one_pod_per_eligible_node_and_rolls() {
+    let c = Cluster::start().await;
+    for name in ["n1", "n2", "n3"] {
+        register_node(&c, name, json!([])).await;
+    }
+    register_node(
+        &c,
+        "n4",
+        json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]),
+    )
+    .await;
+    let _kubelet = FakeKubelet::start(c.client.clone(), "app=agent", true);
+    let _ds: DaemonSet = c
+        .create(json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}},
+                    "spec": {"containers": [{"name": "main", "image": "busybox:1"}]}}},
+        }))
+        .await;
+    let out = c
+        .kubectl(&["rollout", "status", "daemonset/agent", "--timeout=30s"])
+        .await
+        .ok();
+    assert!(out.contains("daemon set \"agent\" successfully rolled out"), "{out}");
+    let pods = c.pods("app=agent").await;
+    let mut placed: Vec<String> = pods.iter().map(pinned_node).collect();
+    placed.sort();
+    assert_eq!(placed, ["n1", "n2", "n3"], "one per node, none on the tainted one");
+    for pod in &pods {
+        let tolerations = pod.spec.as_ref().unwrap().tolerations.clone().unwrap_or_default();
+        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unschedulable"] {
+            assert!(tolerations.iter().any(|t| t.key.as_deref() == Some(key)), "{key}");
+        }
+        assert!(labels(pod).contains_key("controller-revision-hash"));
+        assert_eq!(pod.owner_references()[0].kind, "DaemonSet");
+    }
+    let status = c.api::<DaemonSet>().get("agent").await.unwrap().status.unwrap();
+    assert_eq!(
+        (
+            status.desired_number_scheduled,
+            status.current_number_scheduled,
+            status.number_ready
+        ),
+        (3, 3, 3)
+    );
+    assert_eq!(
+        (status.number_misscheduled, status.updated_number_scheduled),
+        (0, Some(3))
+    );
+
+    // A new template rolls out node by node.
+    c.kubectl(&["set", "image", "daemonset/agent", "main=busybox:2"])
+        .await
+        .ok();
+    let out = c
+        .kubectl(&["rollout", "status", "daemonset/agent", "--timeout=30s"])
+        .await
+        .ok();
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let images = eventually("every pod on busybox:2", || async {
+        let pods = c.pods("app=agent").await;
+        (pods.len() == 3 && pods.iter().all(|p| image(p) == "busybox:2")).then_some(pods)
+    })
+    .await;
+    assert_eq!(images.len(), 3);
+    let history = c.kubectl(&["rollout", "history", "daemonset/agent"]).await.ok();
+    assert!(history.contains("1 ") && history.contains("2 "), "{history}");
+    let out = c.kubectl(&["rollout", "undo", "daemonset/agent"]).await.ok();
+    assert!(out.contains("rolled back"), "{out}");
+    eventually("every pod back on busybox:1", || async {
+        let pods = c.pods("app=agent").await;
+        (pods.len() == 3 && pods.iter().all(|p| image(p) == "busybox:1" && is_ready(p))).then_some(())
+    })
+    .await;
+
+    // The taint goes: the fourth node gets its pod.
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    nodes
+        .patch(
+            "n4",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"taints": null}})),
+        )
+        .await
+        .unwrap();
+    eventually("a pod on n4", || async {
+        c.pods("app=agent")
+            .await
+            .iter()
+            .any(|p| pinned_node(p) == "n4")
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_orders_pods_keeps_claims_and_rolls_back() {
+    let c = Cluster::start().await;
+    let kubelet = FakeKubelet::start(c.client.clone(), "app=web", false);
+    let _set: StatefulSet = c
+        .create(json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+            "spec": {"replicas": 3, "serviceName": "web", "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "main", "image": "busybox:1"}]}},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]},
+        }))
+        .await;
+    let names = |pods: &[Pod]| pods.iter().map(|p| p.name_any()).collect::<Vec<_>>();
+    let first = eventually("web-0", || async {
+        let pods = c.pods("app=web").await;
+        (!pods.is_empty()).then_some(pods)
+    })
+    .await;
+    assert_eq!(names(&first), ["web-0"]);
+    let spec = first[0].spec.as_ref().unwrap();
+    assert_eq!(
+        (spec.hostname.as_deref(), spec.subdomain.as_deref()),
+        (Some("web-0"), Some("web"))
+    );
+    let volume = &spec.volumes.as_ref().unwrap()[0];
+    assert_eq!(
+        volume.persistent_volume_claim.as_ref().unwrap().claim_name,
+        "data-web-0"
+    );
+    let claims: Api<PersistentVolumeClaim> = c.api();
+    assert!(
+        claims.get_opt("data-web-0").await.unwrap().is_some(),
+        "the claim comes first"
+    );
+    // OrderedReady: web-1 waits for web-0 to be Running and Ready.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(names(&c.pods("app=web").await), ["web-0"]);
+    c.set_phase("web-0", "Running").await;
+    eventually("web-1", || async {
+        let pods = c.pods("app=web").await;
+        (names(&pods) == ["web-0", "web-1"]).then_some(())
+    })
+    .await;
+    kubelet.set_ready(true);
+    let out = c
+        .kubectl(&["rollout", "status", "statefulset/web", "--timeout=30s"])
+        .await
+        .ok();
+    assert!(out.contains("roll out complete"), "{out}");
+    for claim in ["data-web-0", "data-web-1", "data-web-2"] {
+        assert!(claims.get_opt(claim).await.unwrap().is_some(), "{claim}");
+    }
+    let status = c.api::<StatefulSet>().get("web").await.unwrap().status.unwrap();
+    assert_eq!(
+        (status.replicas, status.ready_replicas, status.available_replicas),
+        (3, Some(3), Some(3))
+    );
+    assert_eq!(status.current_revision, status.update_revision);
+
+    // Scale down: the highest ordinal goes first; claims stay (Retain).
+    let deleted = deletions(&c).await;
+    c.kubectl(&["scale", "statefulset/web", "--replicas=1"]).await.ok();
+    eventually("one pod left", || async {
+        (names(&c.pods("app=web").await) == ["web-0"]).then_some(())
+    })
+    .await;
+    assert_eq!(deleted.take(2).await, ["web-2", "web-1"]);
+    assert!(claims.get_opt("data-web-2").await.unwrap().is_some());
+    c.kubectl(&["scale", "statefulset/web", "--replicas=3"]).await.ok();
+    let out = c
+        .kubectl(&["rollout", "status", "statefulset/web", "--timeout=30s"])
+        .await
+        .ok();
+    assert!(out.contains("roll out complete"), "{out}");
+
+    // A rolling update replaces pods from the highest ordinal down, and undoes.
+    let before = c
+        .api::<StatefulSet>()
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .update_revision;
+    let deleted = deletions(&c).await;
+    c.kubectl(&["set", "image", "statefulset/web", "main=busybox:2"])
+        .await
+        .ok();
+    let out = c
+        .kubectl(&["rollout", "status", "statefulset/web", "--timeout=30s"])
+        .await
+        .ok();
+    assert!(out.contains("roll out complete"), "{out}");
+    assert_eq!(deleted.take(3).await, ["web-2", "web-1", "web-0"]);
+    assert!(c.pods("app=web").await.iter().all(|p| image(p) == "busybox:2"));
+    let history = c.kubectl(&["rollout", "history", "statefulset/web"]).await.ok();
+    assert!(history.contains("1 ") && history.contains("2 "), "{history}");
+    let out = c.kubectl(&["rollout", "undo", "statefulset/web"]).await.ok();
+    assert!(out.contains("rolled back"), "{out}");
+    let status = eventually("the first revision current again", || async {
+        let status = c.api::<StatefulSet>().get("web").await.ok()?.status?;
+        let pods = c.pods("app=web").await;
+        (status.current_revision == before
+            && status.ready_replicas == Some(3)
+            && pods.iter().all(|p| image(p) == "busybox:1"))
+        .then_some(status)
+    })
+    .await;
+    assert_eq!(status.update_revision, before);
+}
+
+/// Names of pods as their deletions are seen, from now on.
+struct Deletions(
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::task::JoinHandle<()>,
+);
+
+async fn deletions(c: &Cluster) -> Deletions {
+    use kube::runtime::watcher;
+    let api: Api<Pod> = c.api();
+    let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+    let (ready_send, ready) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut ready_send = Some(ready_send);
+        let mut events = std::pin::pin!(watcher(api, watcher::Config::default().labels("app=web")));
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(ready) = ready_send.take() {
+                        let _ = ready.send(());
+                    }
+                }
+                Ok(watcher::Event::Delete(pod)) => {
+                    let _ = send.send(pod.name_any());
+                }
+                _ => {}
+            }
+        }
+    });
+    let _ = tokio::time::timeout(PATIENCE, ready).await;
+    Deletions(receive, task)
+}
+
+impl Deletions {
+    /// The next `n` deletions.
+    async fn take(mut self, n: usize) -> Vec<String> {
+        let mut names = Vec::new();
+        while names.len() < n {
+            match tokio::time::timeout(PATIENCE, self.0.recv()).await {
+                Ok(Some(name)) => names.push(name),
+                _ => panic!("only saw deletions {names:?}"),
+            }
+        }
+        self.1.abort();
+        names
+    }
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::informer::Informers;
 
 mod cronjob;
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod endpointslice;
@@ -24,6 +25,7 @@ mod node_lifecycle;
 pub mod pods;
 mod replicaset;
 mod serviceaccount;
+mod statefulset;
 
 /// What the controllers need from the server's flags.
 #[derive(Debug, Clone)]
@@ -86,6 +88,8 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>, settings: Sett
                     node_lifecycle::run(context.clone()),
                     job::run(context.clone()),
                     cronjob::run(context.clone()),
+                    daemonset::run(context.clone()),
+                    statefulset::run(context.clone()),
                 );
             };
             tokio::select! {
