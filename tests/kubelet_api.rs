@@ -82,50 +82,26 @@ fn start_node() -> Node {
     node.server.spawn();
     node.server.wait_ready();
     node.server.wait_api();
-    node.ensure_node_object();
+    node.wait_node_registered();
     node
 }
 
 impl Node {
-    /// The Node object says where the kubelet listens. Until the agent registers
-    /// its Node itself, the test does.
-    fn ensure_node_object(&self) {
-        let registered = eventually(Duration::from_secs(3), || {
-            self.kubectl(&["get", "node", NODE]).status.success()
+    /// The agent registers its Node, saying where its kubelet API listens.
+    fn wait_node_registered(&self) {
+        let mut node = Value::Null;
+        let registered = eventually(Duration::from_secs(60), || {
+            node = serde_json::from_str(&self.kubectl(&["get", "node", NODE, "-o", "json"]).stdout).unwrap_or_default();
+            node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].is_u64()
         });
-        if !registered {
-            let dir = tempfile::tempdir().unwrap();
-            let file = common::write_file(
-                dir.path(),
-                "node.yaml",
-                &format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {NODE}}}\n"),
-            );
-            self.kubectl(&["create", "-f", file.to_str().unwrap()]).ok();
-        }
-        let node: Value = serde_json::from_str(&self.kubectl(&["get", "node", NODE, "-o", "json"]).ok()).unwrap();
-        let port = &node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"];
-        if port.as_u64().is_none() {
-            let status = serde_json::json!({"status": {
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
-            }});
-            self.kubectl(&[
-                "patch",
-                "node",
-                NODE,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &status.to_string(),
-            ])
-            .ok();
-        } else {
-            assert_eq!(
-                port.as_u64(),
-                Some(u64::from(self.kubelet_port)),
-                "the Node's kubelet port"
-            );
-        }
+        assert!(registered, "the node did not register: {node:#}");
+        assert_eq!(
+            node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+            u64::from(self.kubelet_port),
+            "the Node's kubelet port"
+        );
+        let addresses = node["status"]["addresses"].as_array().cloned().unwrap_or_default();
+        assert!(addresses.iter().any(|a| a["type"] == "InternalIP"), "{addresses:?}");
     }
 
     fn apply(&self, yaml: &str) {
