@@ -199,6 +199,64 @@ fn images_are_imported_listed_and_bad_files_rejected() {
         "{rows:?}"
     );
 
+    // A `docker save` archive of the same image (manifest.json, <id>.json, <id>/layer.tar).
+    let docker = dir.join("docker-save");
+    std::fs::create_dir_all(docker.join("layer")).unwrap();
+    let oci = dir.join("oci");
+    std::fs::create_dir_all(&oci).unwrap();
+    let source = dir.join("source.tar");
+    build_busybox_image(&source, None);
+    assert!(
+        run(Command::new("tar").arg("-xf").arg(&source).arg("-C").arg(&oci))
+            .status
+            .success()
+    );
+    let blob = |digest: &str| oci.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let index = common::json(&std::fs::read_to_string(oci.join("index.json")).unwrap());
+    let manifest =
+        common::json(&std::fs::read_to_string(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap());
+    std::fs::copy(
+        blob(manifest["config"]["digest"].as_str().unwrap()),
+        docker.join("config.json"),
+    )
+    .unwrap();
+    std::fs::copy(
+        blob(manifest["layers"][0]["digest"].as_str().unwrap()),
+        docker.join("layer/layer.tar"),
+    )
+    .unwrap();
+    std::fs::write(
+        docker.join("manifest.json"),
+        r#"[{"Config":"config.json","RepoTags":["dockerbox:2"],"Layers":["layer/layer.tar"]}]"#,
+    )
+    .unwrap();
+    let archive = dir.join("docker-save.tar");
+    assert!(
+        run(Command::new("tar")
+            .arg("-cf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&docker)
+            .arg("."))
+        .status
+        .success()
+    );
+    kube_image(&agent, &["import", &archive.to_string_lossy()]).ok();
+    let rows = image_rows(&agent);
+    assert!(
+        rows.contains(&("docker.io/library/dockerbox".into(), "2".into())),
+        "{rows:?}"
+    );
+    let out = agent.ctr(&[
+        "run",
+        "--rm",
+        "docker.io/library/dockerbox:2",
+        "kube-node-test-docker",
+        "echo",
+        "docker",
+    ]);
+    assert_eq!(out.ok().trim(), "docker");
+
     // The imported image is unpacked: a container runs from it at once.
     let out = agent.ctr(&[
         "run",

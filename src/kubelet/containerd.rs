@@ -541,7 +541,14 @@ fn supervise(
     }
 }
 
+/// containerd's log is kept below this size: at each start a larger one is moved to
+/// `containerd.log.1` (replacing the previous one).
+const LOG_ROTATE_BYTES: u64 = 50 << 20;
+
 fn spawn(paths: &Paths) -> Result<Child, Error> {
+    if fs::metadata(&paths.log).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+        let _ = fs::rename(&paths.log, paths.log.with_extension("log.1"));
+    }
     let log = OpenOptions::new()
         .create(true)
         .append(true)
