@@ -743,3 +743,118 @@ fn a_node_whose_lease_goes_stale_becomes_unknown_and_its_pods_go() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     heartbeat.join().unwrap();
 }
+
+/// A bare pod labelled `app=db` on `node`, deleted at once (no kubelet to wait for).
+fn db_pod(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default, labels: {{app: db}}}}\n\
+         spec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 0\n  containers: [{{name: db, image: busybox}}]\n"
+    )
+}
+
+impl Cluster {
+    /// `POST pods/<name>/eviction`, as kubectl drain sends it.
+    fn evict(&self, pod: &str) -> Out {
+        let body =
+            json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": "default"}});
+        let file = self.server.dir.path().join(format!("eviction-{pod}.json"));
+        std::fs::write(&file, body.to_string()).unwrap();
+        self.kubectl(&[
+            "create",
+            "--raw",
+            &format!("/api/v1/namespaces/default/pods/{pod}/eviction"),
+            "-f",
+            file.to_str().unwrap(),
+        ])
+    }
+
+    /// Waits for the budget's status to show `allowed` disruptions with `healthy` pods.
+    #[track_caller]
+    fn wait_budget(&self, allowed: i64, healthy: i64) -> Value {
+        self.wait_for(&["pdb", "db"], "the budget's status", |b| {
+            b.is_some_and(|b| b["status"]["disruptionsAllowed"] == allowed && b["status"]["currentHealthy"] == healthy)
+        })
+        .unwrap()
+    }
+}
+
+#[test]
+fn disruption_budgets_guard_evictions_and_kubectl_drain() {
+    let c = Cluster::start();
+    for name in ["drained", "spare"] {
+        c.apply(&node(name));
+        c.node_ready(name);
+    }
+    for (pod, node, ip) in [
+        ("db-1", "drained", "10.42.0.5"),
+        ("db-2", "drained", "10.42.0.6"),
+        ("db-3", "spare", "10.42.1.5"),
+    ] {
+        c.apply(&db_pod(pod, node));
+        c.pod_status("default", pod, ip, true);
+    }
+    c.apply("apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: db, namespace: default}\nspec:\n  minAvailable: 2\n  selector: {matchLabels: {app: db}}\n");
+    let budget = c.wait_budget(1, 3);
+    let status = &budget["status"];
+    assert_eq!(
+        (status["expectedPods"].as_i64(), status["desiredHealthy"].as_i64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(status["observedGeneration"], budget["metadata"]["generation"]);
+    let allowed = condition(&budget, "DisruptionAllowed").unwrap();
+    assert_eq!(
+        (allowed["status"].as_str(), allowed["reason"].as_str()),
+        (Some("True"), Some("SufficientPods"))
+    );
+
+    // One eviction is allowed; it uses the budget up at once.
+    c.evict("db-3").ok();
+    c.wait_for(&["pod", "db-3"], "db-3 to go", |p| p.is_none());
+    let budget = c.wait_budget(0, 2);
+    assert_eq!(
+        condition(&budget, "DisruptionAllowed").unwrap()["reason"],
+        "InsufficientPods"
+    );
+    let refused = c.evict("db-1").err();
+    assert!(
+        refused.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{refused}"
+    );
+    assert!(c.get(&["pod", "db-1"]).is_some());
+
+    // kubectl drain evicts what the budget allows and retries the rest until a
+    // replacement is ready elsewhere.
+    let drain = {
+        let mut cmd = c
+            .server
+            .kubectl_command(&["drain", "drained", "--force", "--timeout=60s"]);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let drained = c.get(&["node", "drained"]).unwrap();
+    assert_eq!(drained["spec"]["unschedulable"], true, "cordoned");
+    assert!(
+        c.get(&["pod", "db-1"]).is_some() && c.get(&["pod", "db-2"]).is_some(),
+        "the budget holds"
+    );
+    c.apply(&db_pod("db-4", "spare"));
+    c.pod_status("default", "db-4", "10.42.1.6", true);
+    c.apply(&db_pod("db-5", "spare"));
+    c.pod_status("default", "db-5", "10.42.1.7", true);
+    let out = drain.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("disruption budget"),
+        "drain was held back by the budget: {stderr}"
+    );
+    assert!(c.get(&["pod", "db-1"]).is_none() && c.get(&["pod", "db-2"]).is_none());
+    let drained = c.get(&["node", "drained"]).unwrap();
+    assert!(taint_keys(&drained).contains(&"node.kubernetes.io/unschedulable:NoSchedule".to_string()));
+}

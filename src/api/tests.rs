@@ -822,38 +822,67 @@ async fn binding_eviction_and_graceful_pod_deletion() {
     assert_eq!(code, 200);
     assert_eq!(h.json("GET", &format!("{pods}/a"), None).await.0, 404);
 
-    // Eviction honours a PodDisruptionBudget that allows no disruption.
+    // Eviction honours PodDisruptionBudgets: a running pod a budget selects goes
+    // only when the budget's status (the disruption controller's) allows it.
     h.json("POST", pods, Some(pod("b"))).await;
+    let (_, mut running) = h.json("GET", &format!("{pods}/b"), None).await;
+    running["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+    assert_eq!(h.json("PUT", &format!("{pods}/b/status"), Some(running)).await.0, 200);
+    let budgets = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";
     let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "db"},
         "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}});
-    h.json(
-        "POST",
-        "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
-        Some(pdb),
-    )
-    .await;
+    h.json("POST", budgets, Some(pdb)).await;
     let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "b"}});
-    let (code, refused) = h
-        .json("POST", &format!("{pods}/b/eviction"), Some(eviction.clone()))
-        .await;
+    let evict_uri = format!("{pods}/b/eviction");
+    let evict = || h.json("POST", &evict_uri, Some(eviction.clone()));
+    let (code, refused) = evict().await;
     assert_eq!(
         (code, refused["reason"].as_str()),
         (429, Some("TooManyRequests")),
         "{refused}"
     );
-    h.json(
-        "DELETE",
-        "/apis/policy/v1/namespaces/default/poddisruptionbudgets/db",
-        None,
-    )
-    .await;
-    let (code, _) = h.json("POST", &format!("{pods}/b/eviction"), Some(eviction)).await;
-    assert_eq!(code, 201);
     assert_eq!(
-        h.json("GET", &format!("{pods}/b"), None).await.0,
-        404,
-        "an unscheduled pod goes at once"
+        refused["details"]["causes"][0]["message"],
+        "The disruption budget db is still being processed by the server."
     );
+    let set_status = |allowed: i64| {
+        let h = &h;
+        async move {
+            let (_, mut budget) = h.json("GET", &format!("{budgets}/db"), None).await;
+            budget["status"] = json!({"observedGeneration": 1, "disruptionsAllowed": allowed,
+                "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1});
+            assert_eq!(
+                h.json("PUT", &format!("{budgets}/db/status"), Some(budget)).await.0,
+                200
+            );
+        }
+    };
+    set_status(0).await;
+    let (code, refused) = evict().await;
+    assert_eq!(code, 429);
+    assert_eq!(
+        refused["details"]["causes"][0],
+        json!({"reason": "DisruptionBudget", "message": "The disruption budget db needs 1 healthy pods and has 1 currently"})
+    );
+    set_status(1).await;
+    assert_eq!(evict().await.0, 201);
+    assert_eq!(h.json("GET", &format!("{pods}/b"), None).await.0, 404);
+    let (_, budget) = h.json("GET", &format!("{budgets}/db"), None).await;
+    assert_eq!(
+        budget["status"]["disruptionsAllowed"], 0,
+        "the eviction took the disruption"
+    );
+    assert!(budget["status"]["disruptedPods"]["b"].is_string());
+    assert_eq!(budget["status"]["conditions"][0]["reason"], "InsufficientPods");
+
+    // A pod that is not running yet is evicted whatever the budget says.
+    h.json("POST", pods, Some(pod("c"))).await;
+    let pending = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "c"}});
+    assert_eq!(
+        h.json("POST", &format!("{pods}/c/eviction"), Some(pending)).await.0,
+        201
+    );
+    assert_eq!(h.json("GET", &format!("{pods}/c"), None).await.0, 404);
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use crate::informer::Informers;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod endpoints;
 mod endpointslice;
 mod garbage_collector;
@@ -90,6 +91,7 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>, settings: Sett
                     cronjob::run(context.clone()),
                     daemonset::run(context.clone()),
                     statefulset::run(context.clone()),
+                    disruption::run(context.clone()),
                 );
             };
             tokio::select! {
