@@ -9,90 +9,22 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::agent::AgentServer;
 use common::{Server, eventually};
 use serde_json::Value;
 
 const NODE: &str = "pods-test-node";
 
-/// A node for this run: a bridge name and pod range no other run uses.
-fn start_node() -> Node {
-    let tag: u16 = rand::random_range(0..10000);
-    let octet = 100 + (tag % 100);
-    let bridge = format!("kt{tag}");
-    let mut server = Server::new(&[
-        "--node-name",
-        NODE,
-        "--cluster-cidr",
-        &format!("10.{octet}.0.0/16"),
-        "--cni-bridge",
-        &bridge,
-    ]);
-    server.env("KUBE_DISABLE_AGENT", "false");
-    let images = server.data_dir.join("agent").join("images");
-    std::fs::create_dir_all(&images).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/busybox-image");
-    let out = common::run(Command::new(script).arg(images.join("busybox.tar")));
-    assert!(out.status.success(), "building the busybox image: {}", out.stderr);
-    // Before the first start, so a failed start is cleaned up too.
-    let mut node = Node { server, bridge };
-    node.server.spawn();
-    node.server.wait_ready();
-    node.server.wait_api();
+/// The test's node: a `kube server` whose agent runs containerd on a bridge and pod
+/// range of its own; its guard removes everything even when a check panics.
+fn start_node() -> AgentServer {
+    let node = AgentServer::start(&["--node-name", NODE]);
+    node.wait_node_ready(NODE, Duration::from_secs(60));
     node
-}
-
-/// The test's node. Dropping it (also when a check panicked) deletes every pod, waits
-/// until the runtime has no container left, and stops the server with SIGTERM so
-/// that it stops its containerd too.
-struct Node {
-    server: Server,
-    bridge: String,
-}
-
-impl std::ops::Deref for Node {
-    type Target = Server;
-    fn deref(&self) -> &Server {
-        &self.server
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let server = &self.server;
-        let _ = server.kubectl(&[
-            "delete",
-            "pods",
-            "--all",
-            "--all-namespaces",
-            "--grace-period=1",
-            "--wait=false",
-        ]);
-        eventually(Duration::from_secs(60), || {
-            server
-                .kubectl(&["get", "pods", "-A", "-o", "name"])
-                .stdout
-                .trim()
-                .is_empty()
-        });
-        // The agent removes the containers of deleted pods right away.
-        let gone = eventually(Duration::from_secs(30), || containers(server).is_empty());
-        let _ = self.server.signal_and_wait("TERM", Duration::from_secs(30));
-        // The bridge and its masquerading outlive the agent (pods survive restarts);
-        // this node is gone for good.
-        let bridge = &self.bridge;
-        let chain = format!("KUBE-MASQ-{bridge}");
-        let _ = common::run(Command::new("ip").args(["link", "del", bridge]));
-        let _ = common::run(Command::new("iptables").args(["-t", "nat", "-D", "POSTROUTING", "-j", &chain]));
-        let _ = common::run(Command::new("iptables").args(["-t", "nat", "-F", &chain]));
-        let _ = common::run(Command::new("iptables").args(["-t", "nat", "-X", &chain]));
-        if !gone && !std::thread::panicking() {
-            panic!("containers of deleted pods are left behind");
-        }
-    }
 }
 
 fn socket(server: &Server) -> PathBuf {
@@ -500,11 +432,11 @@ fn pods_run_on_the_node() {
     // starting another one.
     let before = pod(&node, "web");
     let before_status = container_status(&before).clone();
-    let stopped = node.server.signal_and_wait("TERM", Duration::from_secs(30));
+    let stopped = node.signal_and_wait("TERM", Duration::from_secs(30));
     assert!(stopped.is_some_and(|s| s.success()), "kube server stops on SIGTERM");
-    node.server.spawn();
-    node.server.wait_ready();
-    node.server.wait_api();
+    node.spawn();
+    node.wait_ready();
+    node.wait_api();
     // A pod created now runs once the agent is back, so by then it has looked at
     // `web` too (and would have restarted it, were it going to).
     apply(&node, &SLEEPER.replace("sleeper", "after-restart"));
@@ -527,4 +459,16 @@ fn pods_run_on_the_node() {
     assert!(containers(&node).contains(&id.trim_start_matches("containerd://").to_string()));
     let crash = pod(&node, "crash");
     assert!(container_status(&crash)["restartCount"].as_i64().unwrap_or(0) >= 2);
+
+    // Deleted pods leave no container behind.
+    node.kubectl(&["delete", "pods", "--all", "--grace-period=1", "--wait=false"])
+        .ok();
+    let empty = eventually(Duration::from_secs(60), || {
+        node.kubectl(&["get", "pods", "-o", "name"]).stdout.trim().is_empty() && containers(&node).is_empty()
+    });
+    assert!(
+        empty,
+        "containers left after every pod was deleted: {:?}",
+        containers(&node)
+    );
 }
