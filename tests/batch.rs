@@ -765,3 +765,47 @@ impl Deletions {
         names
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_batch_specs_are_refused() {
+    let c = Cluster::start().await;
+    let err = c
+        .kubectl(&["create", "cronjob", "bad", "--image=busybox", "--schedule=61 * * * *"])
+        .await
+        .err();
+    assert!(
+        err.contains("spec.schedule") && err.contains("above maximum (59)"),
+        "{err}"
+    );
+    let bad_zone = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "zoned"},
+        "spec": {"schedule": "@daily", "timeZone": "Mars/Olympus",
+            "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}}});
+    let object: CronJob = serde_json::from_value(bad_zone).unwrap();
+    match c.api::<CronJob>().create(&PostParams::default(), &object).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422);
+            assert!(status.message.contains("spec.timeZone"), "{}", status.message);
+        }
+        other => panic!("accepted an unknown time zone: {other:?}"),
+    }
+    let indexed: Job =
+        serde_json::from_value(job("shards", json!({"completionMode": "Indexed", "parallelism": 2}))).unwrap();
+    match c.api::<Job>().create(&PostParams::default(), &indexed).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422);
+            assert!(status.message.contains("spec.completions"), "{}", status.message);
+        }
+        other => panic!("accepted an Indexed job without completions: {other:?}"),
+    }
+    let always: Job = serde_json::from_value(job(
+        "forever",
+        json!({"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "Always"}}}),
+    ))
+    .unwrap();
+    let err = c
+        .api::<Job>()
+        .create(&PostParams::default(), &always)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("restartPolicy"), "{err}");
+}

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::informer::Informers;
 
-mod cronjob;
+pub mod cronjob;
 mod daemonset;
 mod deployment;
 mod disruption;

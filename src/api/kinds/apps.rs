@@ -151,3 +151,123 @@ pub fn validate_workload(object: &Value) -> Vec<Cause> {
     causes.extend(validate_pod_spec(&spec["template"]["spec"], "spec.template.spec"));
     causes
 }
+
+fn unsupported(field: &str, value: &Value, supported: &[&str]) -> Cause {
+    let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
+    Cause {
+        reason: "FieldValueNotSupported".into(),
+        message: format!("Unsupported value: {value}: supported values: {}", list.join(", ")),
+        field: field.into(),
+    }
+}
+
+/// A Job spec at `path` (`spec`, or `spec.jobTemplate.spec` of a CronJob), as
+/// kube-apiserver's `ValidateJobSpec` checks what the controller relies on.
+fn validate_job_spec(spec: &Value, path: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    for field in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+    ] {
+        if spec[field].as_i64().is_some_and(|n| n < 0) {
+            causes.push(invalid(
+                &format!("{path}.{field}"),
+                &spec[field],
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    if spec["activeDeadlineSeconds"].as_i64() == Some(0) {
+        causes.push(invalid(
+            &format!("{path}.activeDeadlineSeconds"),
+            &spec["activeDeadlineSeconds"],
+            "must be greater than 0",
+        ));
+    }
+    match spec["completionMode"].as_str() {
+        None | Some("NonIndexed") => {}
+        Some("Indexed") => {
+            if spec["completions"].is_null() {
+                causes.push(Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value: when completion mode is Indexed".into(),
+                    field: format!("{path}.completions"),
+                });
+            }
+        }
+        Some(_) => causes.push(unsupported(
+            &format!("{path}.completionMode"),
+            &spec["completionMode"],
+            &["NonIndexed", "Indexed"],
+        )),
+    }
+    let restart = &spec["template"]["spec"]["restartPolicy"];
+    if !matches!(restart.as_str(), Some("Never" | "OnFailure")) {
+        causes.push(unsupported(
+            &format!("{path}.template.spec.restartPolicy"),
+            restart,
+            &["OnFailure", "Never"],
+        ));
+    }
+    causes.extend(validate_pod_spec(
+        &spec["template"]["spec"],
+        &format!("{path}.template.spec"),
+    ));
+    causes
+}
+
+pub fn validate_job(object: &Value) -> Vec<Cause> {
+    validate_job_spec(&object["spec"], "spec")
+}
+
+/// A CronJob's schedule and time zone must parse, as the controller reads them.
+pub fn validate_cronjob(object: &Value) -> Vec<Cause> {
+    use crate::controllers::cronjob::schedule;
+    let spec = &object["spec"];
+    let mut causes = Vec::new();
+    match spec["schedule"].as_str() {
+        None | Some("") => causes.push(required("spec.schedule")),
+        Some(text) => {
+            if let Err(err) = schedule::parse(text, None) {
+                causes.push(invalid("spec.schedule", &spec["schedule"], &err.to_string()));
+            } else if spec["timeZone"].is_string() && (text.contains("TZ=")) {
+                causes.push(invalid(
+                    "spec.schedule",
+                    &spec["schedule"],
+                    "cannot use both timeZone field and TZ or CRON_TZ in schedule",
+                ));
+            }
+        }
+    }
+    if let Some(zone) = spec["timeZone"].as_str() {
+        let known = !zone.is_empty() && !zone.eq_ignore_ascii_case("local") && schedule::time_zone(zone).is_ok();
+        if !known {
+            causes.push(invalid(
+                "spec.timeZone",
+                &spec["timeZone"],
+                &format!("unknown time zone {zone}"),
+            ));
+        }
+    }
+    if spec["startingDeadlineSeconds"].as_i64().is_some_and(|n| n < 0) {
+        causes.push(invalid(
+            "spec.startingDeadlineSeconds",
+            &spec["startingDeadlineSeconds"],
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(policy) = spec["concurrencyPolicy"].as_str()
+        && !matches!(policy, "Allow" | "Forbid" | "Replace")
+    {
+        causes.push(unsupported(
+            "spec.concurrencyPolicy",
+            &spec["concurrencyPolicy"],
+            &["Allow", "Forbid", "Replace"],
+        ));
+    }
+    causes.extend(validate_job_spec(&spec["jobTemplate"]["spec"], "spec.jobTemplate.spec"));
+    causes
+}

@@ -45,6 +45,8 @@ pub fn validate(rtype: &ResourceType, object: &Value, old: Option<&Value>) -> Ve
         ("", "pods") => core::validate_pod_spec(&object["spec"], "spec"),
         ("", "services") => core::validate_service(object, old),
         ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => apps::validate_workload(object),
+        ("batch", "jobs") => apps::validate_job(object),
+        ("batch", "cronjobs") => apps::validate_cronjob(object),
         _ => Vec::new(),
     }
 }
