@@ -150,7 +150,8 @@ async fn monitor(context: Context, leases: Store<Lease>, shared: Arc<Shared>, di
         ticks.tick().await;
         let now = Instant::now();
         let nodes = shared.nodes.state();
-        health.retain(|name, _| nodes.iter().any(|n| n.metadata.name.as_deref() == Some(name)));
+        let names: std::collections::HashSet<&str> = nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
+        health.retain(|name, _| names.contains(name.as_str()));
         let (mut total, mut ready) = (0usize, 0usize);
         for node in &nodes {
             let Some(name) = node.metadata.name.clone() else {
