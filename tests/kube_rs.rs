@@ -395,11 +395,23 @@ async fn deployments_and_strategic_merge_patch() {
         (409, "Conflict"),
         "{conflict:?}"
     );
-    let mut fresh = step(deployments.get("web")).await.unwrap();
-    fresh.spec.as_mut().unwrap().replicas = Some(1);
-    let replaced = step(deployments.replace("web", &PostParams::default(), &fresh))
-        .await
-        .unwrap();
+    // The deployment controller writes the object too (status, revision
+    // annotation), so a fresh read-modify-replace may race it: retry on 409 as
+    // clients do against any cluster.
+    let mut replaced = None;
+    for _ in 0..20 {
+        let mut fresh = step(deployments.get("web")).await.unwrap();
+        fresh.spec.as_mut().unwrap().replicas = Some(1);
+        match step(deployments.replace("web", &PostParams::default(), &fresh)).await {
+            Ok(deployment) => {
+                replaced = Some(deployment);
+                break;
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(err) => panic!("replace failed: {err}"),
+        }
+    }
+    let replaced = replaced.expect("replace succeeds within 20 attempts");
     assert_eq!(replaced.spec.unwrap().replicas, Some(1));
 
     // An invalid deployment (selector does not match the template) is a 422.
