@@ -356,6 +356,49 @@ fn downward_labels_follow_the_pod(server: &Server) {
     );
 }
 
+const CHATTY: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: chatty}
+spec:
+  nodeName: pods-test-node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "head -c 11000000 /dev/zero | tr '\\0' x | fold -w 1000; while true; do echo tick; sleep 1; done"]
+"#;
+
+fn big_logs_are_rotated(server: &Server) {
+    let pod = wait_pod(server, "chatty", Duration::from_secs(60), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let dir = server
+        .data_dir
+        .join("agent/logs/pods")
+        .join(format!("default_chatty_{}", pod["metadata"]["uid"].as_str().unwrap()));
+    let dir = dir.join("c");
+    let rotated = eventually(Duration::from_secs(40), || {
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let current = std::fs::read_to_string(dir.join("0.log")).unwrap_or_default();
+        names.iter().any(|n| n.starts_with("0.log.")) && current.len() < 1_000_000 && current.contains(" tick")
+    });
+    assert!(
+        rotated,
+        "the 11 MB log is rotated and the runtime writes a new one: {:?}",
+        std::fs::read_dir(&dir).map(|d| d
+            .flatten()
+            .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+            .collect::<Vec<_>>())
+    );
+}
+
 const SLEEPER: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -404,17 +447,18 @@ type Check = fn(&Server);
 fn pods_run_on_the_node() {
     let mut node = start_node();
     let volumes = VOLUMES.replace("PV_PATH", pv_path(&node).to_str().unwrap());
-    for manifest in [WEB, CRASH, OOM, &volumes, LABELS, SLEEPER] {
+    for manifest in [WEB, CRASH, OOM, &volumes, LABELS, CHATTY, SLEEPER] {
         apply(&node, manifest);
     }
     std::thread::scope(|s| {
         let server: &Server = &node;
-        let checks: [(&str, Check); 6] = [
+        let checks: [(&str, Check); 7] = [
             ("web", web_runs_and_becomes_ready),
             ("crash", crash_loops_with_growing_back_off),
             ("oom", oom_is_reported),
             ("volumes", volumes_are_visible),
             ("labels", downward_labels_follow_the_pod),
+            ("logs", big_logs_are_rotated),
             ("delete", delete_honours_the_grace_period),
         ];
         let handles: Vec<_> = checks

@@ -122,6 +122,15 @@ pub trait Runtime: Send + Sync + 'static {
     async fn list_images(&self) -> Result<Vec<api::Image>>;
     async fn remove_image(&self, image: &str) -> Result<()>;
 
+    /// Makes the runtime reopen a container's log file (after the kubelet rotated it).
+    async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        Err(Error::Call {
+            call: "ReopenContainerLog",
+            code: tonic::Code::Unimplemented,
+            message: format!("not supported for {id}"),
+        })
+    }
+
     /// A stream of IDs of containers whose main process exited (or was OOM-killed),
     /// as the runtime reports them. An error or the stream's end means "no events":
     /// the caller falls back to relisting.
@@ -458,6 +467,19 @@ impl Runtime for Cri {
             image: Some(image_spec(image)),
         };
         call("RemoveImage", CALL_TIMEOUT, self.images().remove_image(request)).await?;
+        Ok(())
+    }
+
+    async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        let request = api::ReopenContainerLogRequest {
+            container_id: id.into(),
+        };
+        call(
+            "ReopenContainerLog",
+            CALL_TIMEOUT,
+            self.runtime().reopen_container_log(request),
+        )
+        .await?;
         Ok(())
     }
 

@@ -232,12 +232,13 @@ impl Runtime for FakeRuntime {
     }
 
     async fn list_containers(&self, filter: Option<api::ContainerFilter>) -> Result<Vec<api::Container>> {
+        let state = filter.as_ref().and_then(|f| f.state.as_ref()).map(|s| s.state);
         let selector = filter.map(|f| f.label_selector).unwrap_or_default();
         Ok(self
             .state()
             .containers
             .iter()
-            .filter(|c| matches(&c.labels, &selector))
+            .filter(|c| matches(&c.labels, &selector) && state.is_none_or(|s| s == c.state))
             .cloned()
             .collect())
     }
@@ -301,6 +302,11 @@ impl Runtime for FakeRuntime {
     }
 
     async fn remove_image(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        self.state().calls.push(format!("ReopenContainerLog {id}"));
         Ok(())
     }
 

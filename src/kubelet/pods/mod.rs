@@ -32,6 +32,7 @@ pub mod events;
 pub mod fake;
 pub mod gc;
 pub mod handlers;
+pub mod logs;
 pub mod objects;
 pub mod pleg;
 pub mod probes;
@@ -173,6 +174,7 @@ pub async fn run(
         events::run(client, node_name, events_rx, shutdown.clone()),
         pleg::run(runtime, node.busy.clone(), changed_tx, shutdown.clone()),
         gc::run(node.clone(), known.clone(), shutdown.clone()),
+        logs::run(node.clone(), shutdown.clone()),
         dispatch(node, known, changed_rx, shutdown),
     );
 }
