@@ -114,6 +114,32 @@ fn discovery_version_and_system_namespaces() {
 }
 
 #[test]
+fn openapi_v2_for_explain_and_raw_reads() {
+    let c = Cluster::start();
+    // kubectl reads the v2 document in gnostic's protobuf encoding for this output.
+    let explained = c.ok(&["explain", "deployment.spec", "--output", "plaintext-openapiv2"]);
+    assert!(explained.contains("RESOURCE: spec <Object>"), "{explained}");
+    assert!(explained.contains("replicas\t<integer>"), "{explained}");
+    assert!(explained.contains("template\t<Object> -required-"), "{explained}");
+    let explained = c.ok(&[
+        "explain",
+        "pods.spec.containers.ports",
+        "--output",
+        "plaintext-openapiv2",
+    ]);
+    assert!(explained.contains("containerPort\t<integer> -required-"), "{explained}");
+    let raw = c.ok(&["get", "--raw", "/openapi/v2"]);
+    let doc: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["swagger"], "2.0");
+    let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+    assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
+    assert_eq!(
+        doc["definitions"]["io.k8s.api.core.v1.Container"]["properties"]["env"]["x-kubernetes-patch-merge-key"],
+        "name"
+    );
+}
+
+#[test]
 fn apply_reapply_and_read_back() {
     let c = Cluster::start();
     let first = c.apply(APP).ok();
@@ -124,7 +150,10 @@ fn apply_reapply_and_read_back() {
     let changed = APP
         .replace("color: blue", "color: green")
         .replace("value: one", "value: two");
-    let second = c.apply(&changed).ok();
+    let second = c.apply(&changed);
+    // The patch comes from the OpenAPI v2 merge keys, without complaint.
+    assert!(!second.stderr.to_lowercase().contains("warning"), "{second:?}");
+    let second = second.ok();
     assert!(second.contains("configmap/settings configured"), "{second}");
     assert!(second.contains("namespace/shop unchanged"), "{second}");
     assert_eq!(
@@ -359,6 +388,10 @@ fn custom_resources_through_kubectl() {
     );
     assert!(!invalid.status.success());
     assert!(invalid.stderr.contains("spec.cronSpec: Required value"), "{invalid:?}");
+
+    // The OpenAPI v2 document (gnostic protobuf, as client-go fetches it) covers custom resources too.
+    let explained = c.ok(&["explain", "crontab.spec", "--output", "plaintext-openapiv2"]);
+    assert!(explained.contains("cronSpec\t<string> -required-"), "{explained}");
 
     c.ok(&["delete", "crd", "crontabs.stable.example.com"]);
     let gone = c.kubectl(&["get", "crontabs"]);

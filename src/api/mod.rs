@@ -16,6 +16,7 @@ mod list;
 mod managed;
 mod metrics;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod patch;
 mod pods;
 mod protobuf;
@@ -32,7 +33,7 @@ pub mod tls;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
@@ -61,6 +62,8 @@ pub struct Api {
     metrics: metrics::Metrics,
     /// Generated OpenAPI documents.
     openapi: openapi::OpenApi,
+    /// The generated OpenAPI v2 document.
+    openapi_v2: openapi_v2::OpenApiV2,
     /// The lease new and updated events share while it is young (see `event_lease`).
     event_lease: tokio::sync::Mutex<Option<(i64, std::time::Instant)>>,
 }
@@ -94,6 +97,7 @@ impl Api {
             metrics: metrics::Metrics::default(),
             event_lease: tokio::sync::Mutex::new(None),
             openapi: openapi::OpenApi::default(),
+            openapi_v2: openapi_v2::OpenApiV2::default(),
         })
     }
 
@@ -363,6 +367,9 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
         body.push(b'\n');
         return Ok((StatusCode::OK, [(header::CONTENT_TYPE, discovery::AGGREGATED)], body).into_response());
     }
+    if method == Method::GET && path.trim_end_matches('/') == "/openapi/v2" {
+        return Ok(openapi_v2(api, &headers));
+    }
     if method == Method::GET
         && let Some(doc) = openapi_document(api, &path)
     {
@@ -455,6 +462,33 @@ fn verb(method: &Method, collection: bool, query: &Query) -> Result<&'static str
         Method::DELETE => "delete",
         _ => return Err(Status::method_not_allowed()),
     })
+}
+
+/// `/openapi/v2` in the encoding the `Accept` header asks for (406 if neither),
+/// 304 when `If-None-Match` names the current document's ETag.
+fn openapi_v2(api: &Api, headers: &HeaderMap) -> Response {
+    let header = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
+    let Some(encoding) = openapi_v2::negotiate(header(header::ACCEPT).unwrap_or("")) else {
+        return (StatusCode::NOT_ACCEPTABLE, [(header::VARY, "Accept")]).into_response();
+    };
+    let doc = api.openapi_v2.document(&api.registry());
+    let (content_type, body) = match encoding {
+        openapi_v2::Encoding::Json => ("application/json", doc.json.clone()),
+        openapi_v2::Encoding::Protobuf => (openapi_v2::PROTOBUF, doc.protobuf.clone()),
+    };
+    let status = match openapi_v2::not_modified(header(header::IF_NONE_MATCH), &doc.etag) {
+        true => StatusCode::NOT_MODIFIED,
+        false => StatusCode::OK,
+    };
+    let headers = [
+        (header::VARY, "Accept".to_string()),
+        (header::ETAG, doc.etag.clone()),
+        (header::CONTENT_TYPE, content_type.to_string()),
+    ];
+    match status {
+        StatusCode::NOT_MODIFIED => (status, headers).into_response(),
+        _ => (status, headers, body).into_response(),
+    }
 }
 
 /// `/openapi/v3/api/<v>` and `/openapi/v3/apis/<g>/<v>`.

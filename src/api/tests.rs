@@ -1118,3 +1118,52 @@ async fn racing_patches_are_retried_unless_they_pin_a_version() {
         .await;
     assert_eq!(code, 409);
 }
+
+#[tokio::test]
+async fn openapi_v2_negotiates_encoding_and_honours_etags() {
+    let h = harness().await;
+    let get = |accept: &'static str, if_none_match: Option<String>| {
+        let app = h.app.clone();
+        async move {
+            let mut request = HttpRequest::builder()
+                .uri("/openapi/v2")
+                .header("accept", accept)
+                .extension(auth::User::new("tester", ["system:masters"]));
+            if let Some(tag) = if_none_match {
+                request = request.header("if-none-match", tag);
+            }
+            let response = app.oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            };
+            let (code, etag, content_type) = (response.status().as_u16(), header("etag"), header("content-type"));
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            (code, etag, content_type, body)
+        }
+    };
+    let (code, etag, content_type, body) = get("application/json", None).await;
+    assert_eq!((code, content_type.as_str()), (200, "application/json"));
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    assert!(doc["definitions"]["io.k8s.api.core.v1.Pod"].is_object());
+    assert!(etag.starts_with('"') && etag.len() == 130, "{etag}");
+
+    let (code, proto_etag, content_type, body) =
+        get("application/com.github.proto-openapi.spec.v2@v1.0+protobuf", None).await;
+    assert_eq!(
+        (code, content_type.as_str(), proto_etag.as_str()),
+        (200, openapi_v2::PROTOBUF, etag.as_str())
+    );
+    let decoded = <openapi_v2::proto::Document as prost::Message>::decode(body).unwrap();
+    assert_eq!(decoded.swagger, "2.0");
+
+    let (code, _, _, body) = get("application/json", Some(etag.clone())).await;
+    assert_eq!((code, body.len()), (304, 0));
+    let (code, _, _, _) = get("application/json", Some("\"stale\"".into())).await;
+    assert_eq!(code, 200);
+    let (code, _, _, _) = get("text/html", None).await;
+    assert_eq!(code, 406);
+}
