@@ -92,12 +92,27 @@ enum SnapshotCommand {
 }
 
 fn main() -> ExitCode {
+    use_one_malloc_arena();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("kube: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc gives every thread that allocates its own heap arena (up to 8 per core), and
+/// memory freed in one arena is never reused by another: after a burst spread over the
+/// runtime's threads the process keeps several half-empty heaps. One arena keeps the
+/// idle and after-burst RSS small; the per-thread caches in front of it keep the lock
+/// cheap. Must run before any thread starts.
+fn use_one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called first in main, before any other thread exists; mallopt only sets
+    // an allocator tunable.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
