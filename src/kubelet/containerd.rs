@@ -63,6 +63,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Registries(#[from] super::registries::Error),
     #[error("cannot start containerd: {0}")]
     Spawn(std::io::Error),
     #[error("containerd exited before it was ready ({status}); last lines of {log}:\n{tail}")]
@@ -89,6 +91,8 @@ pub struct Paths {
     pub config: PathBuf,
     pub log: PathBuf,
     pub pid_file: PathBuf,
+    /// The CRI plugin's `registry.config_path`: one `<host>/hosts.toml` per registry.
+    pub hosts_dir: PathBuf,
 }
 
 impl Paths {
@@ -101,6 +105,7 @@ impl Paths {
             config: dir.join("config.toml"),
             log: dir.join("containerd.log"),
             pid_file: dir.join("containerd.pid"),
+            hosts_dir: dir.join("certs.d"),
             dir,
         }
     }
@@ -117,6 +122,8 @@ pub struct Settings {
     pub cni_conf_dir: PathBuf,
     /// Set when the process lacks `CAP_SYS_RESOURCE` (see [`lacks_cap_sys_resource`]).
     pub restrict_oom_score_adj: bool,
+    /// Private registries (mirrors, TLS, credentials) from `registries.yaml`.
+    pub registries: super::registries::Registries,
 }
 
 /// Whether this process lacks `CAP_SYS_RESOURCE` (bit 24 of `CapEff` in
@@ -174,7 +181,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = {cni_bin}
     conf_dir = {cni_conf}
-"#,
+{registry}"#,
         root = q(&s.paths.root),
         state = q(&s.paths.state),
         socket = q(&s.paths.socket),
@@ -184,7 +191,22 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         snapshotter = SNAPSHOTTER,
         cni_bin = q(&s.cni_bin_dir),
         cni_conf = q(&s.cni_conf_dir),
+        registry = s.registries.cri_config(&s.paths.hosts_dir),
     )
+}
+
+/// Writes `text` to `path` with mode 0600 (also when the file already existed).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }
 
 /// A TOML basic string.
@@ -359,11 +381,13 @@ impl Supervisor {
                 source,
             })?;
         }
-        fs::write(&paths.config, render_config(settings)).map_err(|source| Error::Io {
+        // The config may hold registry passwords: readable by root only.
+        write_private(&paths.config, &render_config(settings)).map_err(|source| Error::Io {
             what: "cannot write",
             path: paths.config.clone(),
             source,
         })?;
+        settings.registries.write_hosts(&paths.hosts_dir)?;
         {
             let paths = paths.clone();
             tokio::task::spawn_blocking(move || stop_leftover(&paths))
@@ -669,6 +693,7 @@ mod tests {
             cni_bin_dir: "/usr/lib/cni".into(),
             cni_conf_dir: "/var/lib/kube/agent/etc/cni/net.d".into(),
             restrict_oom_score_adj: true,
+            registries: Default::default(),
         };
         let config = render_config(&settings);
         assert!(
@@ -680,6 +705,10 @@ mod tests {
         assert!(config.contains(r#"sandbox_image = "kube.local/pause:1""#));
         assert!(config.contains("SystemdCgroup = false"));
         assert!(config.contains(r#"bin_dir = "/usr/lib/cni""#));
+        assert!(
+            config.contains(r#"config_path = "/var/lib/we\"ird/agent/containerd/certs.d""#),
+            "{config}"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod images;
 pub mod node;
 pub mod pause;
 pub mod pods;
+pub mod registries;
 pub mod server;
 
 /// The agent's flags, shared by `kube server` and `kube agent` (k3s names).
@@ -42,6 +43,10 @@ pub struct NodeArgs {
     /// Port of the kubelet API (HTTPS); nodes that share a host need different ones.
     #[arg(long, env = "KUBE_KUBELET_PORT", default_value_t = server::DEFAULT_PORT, hide = true)]
     pub kubelet_port: u16,
+    /// Private registry configuration (k3s `registries.yaml` shape: mirrors, auth,
+    /// TLS) [default: /etc/kube/registries.yaml, when it exists].
+    #[arg(long, env = "KUBE_PRIVATE_REGISTRY", value_name = "FILE")]
+    pub private_registry: Option<PathBuf>,
     /// The node's InternalIP [default: the host's first IPv4 address outside the
     /// cluster CIDR].
     #[arg(long, env = "KUBE_NODE_IP")]
@@ -125,6 +130,8 @@ pub enum Error {
     Node(#[from] node::Error),
     #[error(transparent)]
     Cri(#[from] cri::Error),
+    #[error(transparent)]
+    Registries(#[from] registries::Error),
 }
 
 /// How long the agent waits for the node IPAM controller to assign a pod range
@@ -159,8 +166,18 @@ async fn start(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     // 1. The container runtime.
+    let registries = match &config.args.private_registry {
+        Some(path) => registries::Registries::load(path, true)?,
+        None => registries::Registries::load(Path::new(registries::DEFAULT_PATH), false)?,
+    };
+    for warning in registries.warnings() {
+        tracing::warn!("{warning}");
+    }
     let socket = match config.args.runtime_socket() {
         Some(socket) => {
+            if registries != registries::Registries::default() {
+                tracing::warn!("the registries file applies only to the containerd kube starts itself");
+            }
             let version = containerd::wait_ready(&socket, Duration::from_secs(30)).await?;
             tracing::info!(socket = %socket.display(), %version, "using the existing container runtime");
             socket
@@ -172,6 +189,7 @@ async fn start(
                 cni_bin_dir: containerd::find_cni_bin_dir(config.args.cni_bin_dir.as_deref())?,
                 cni_conf_dir: config.cni_conf_dir(),
                 restrict_oom_score_adj: containerd::lacks_cap_sys_resource(),
+                registries,
             };
             let supervisor = containerd::Supervisor::start(&settings).await?;
             let socket = supervisor.socket().to_path_buf();

@@ -115,7 +115,10 @@ pub fn pull_credentials(image: &str, secrets: &[k8s_openapi::api::core::v1::Secr
                 username: entry["username"].as_str().unwrap_or_default().to_string(),
                 password: entry["password"].as_str().unwrap_or_default().to_string(),
                 auth: entry["auth"].as_str().unwrap_or_default().to_string(),
-                server_address: key.clone(),
+                // Left empty as the kubelet does: containerd then offers the
+                // credentials to the registry's mirrors too (it withholds them from
+                // any host other than a named server address).
+                server_address: String::new(),
                 identity_token: entry["identitytoken"].as_str().unwrap_or_default().to_string(),
                 registry_token: entry["registrytoken"].as_str().unwrap_or_default().to_string(),
             };
@@ -130,6 +133,11 @@ pub fn pull_credentials(image: &str, secrets: &[k8s_openapi::api::core::v1::Secr
         }
     }
     out
+}
+
+/// The image pull back-off entry of `image` for `pod`.
+pub fn image_backoff_key(pod: &Pod, image: &str) -> String {
+    format!("{}_{image}", pod.metadata.uid.as_deref().unwrap_or_default())
 }
 
 /// `EnsureImageExists`: the image's ID (what the container is created from), or why
@@ -181,8 +189,9 @@ pub async fn ensure_image(
         }
         _ => {}
     }
-    // Node-wide per image: a registry that failed one pod fails the next one too.
-    let key = image.clone();
+    // Per pod and image, as upstream (`<pod UID>_<image>`): a pod without the
+    // right pull secret never holds back one that has it.
+    let key = image_backoff_key(pod, &image);
     let until = node.image_backoff.lock().ok().and_then(|b| b.until(&key));
     if let Some(until) = until
         && SystemTime::now() < until

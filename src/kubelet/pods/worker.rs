@@ -650,7 +650,7 @@ impl Worker {
                 let wait = match e.reason {
                     "ErrImagePull" => Duration::from_secs(2),
                     "ImagePullBackOff" => {
-                        let key = c.image.clone().unwrap_or_default();
+                        let key = containers::image_backoff_key(&pod, c.image.as_deref().unwrap_or_default());
                         let until = self.node.image_backoff.lock().ok().and_then(|b| b.until(&key));
                         until
                             .and_then(|u| u.duration_since(SystemTime::now()).ok())
