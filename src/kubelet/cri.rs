@@ -121,6 +121,10 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<String>;
     async fn list_images(&self) -> Result<Vec<api::Image>>;
     async fn remove_image(&self, image: &str) -> Result<()>;
+    /// Where the runtime keeps images (`ImageFsInfo`).
+    async fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>> {
+        Err(unimplemented("ImageFsInfo"))
+    }
 
     /// Makes the runtime reopen a container's log file (after the kubelet rotated it).
     async fn reopen_container_log(&self, id: &str) -> Result<()> {
@@ -468,6 +472,13 @@ impl Runtime for Cri {
         };
         call("RemoveImage", CALL_TIMEOUT, self.images().remove_image(request)).await?;
         Ok(())
+    }
+
+    async fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>> {
+        let request = api::ImageFsInfoRequest {};
+        Ok(call("ImageFsInfo", CALL_TIMEOUT, self.images().image_fs_info(request))
+            .await?
+            .image_filesystems)
     }
 
     async fn reopen_container_log(&self, id: &str) -> Result<()> {

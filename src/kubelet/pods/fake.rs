@@ -15,6 +15,7 @@ pub struct State {
     pub sandboxes: Vec<api::PodSandbox>,
     pub containers: Vec<api::Container>,
     pub calls: Vec<String>,
+    pub images: Vec<api::Image>,
     /// Exit code, started and finished times by container ID.
     pub details: HashMap<String, (i32, i64, i64)>,
     next: u64,
@@ -94,6 +95,23 @@ impl FakeRuntime {
             ..Default::default()
         });
         id
+    }
+
+    pub fn add_image(&self, image: api::Image) {
+        self.state().images.push(image);
+    }
+
+    /// The image a container was created from (its `image_ref`).
+    pub fn set_image(&self, id: &str, image: &str) {
+        let mut s = self.state();
+        if let Some(c) = s.containers.iter_mut().find(|c| c.id == id) {
+            c.image_ref = image.to_string();
+        }
+    }
+
+    /// Removes a container without logging a call.
+    pub fn remove_container_now(&self, id: &str) {
+        self.state().containers.retain(|c| c.id != id);
     }
 
     /// Sets what ContainerStatus reports beyond the state: exit code, start and
@@ -298,10 +316,13 @@ impl Runtime for FakeRuntime {
     }
 
     async fn list_images(&self) -> Result<Vec<api::Image>> {
-        Ok(Vec::new())
+        Ok(self.state().images.clone())
     }
 
-    async fn remove_image(&self, _: &str) -> Result<()> {
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        let mut s = self.state();
+        s.calls.push(format!("RemoveImage {image}"));
+        s.images.retain(|i| i.id != image);
         Ok(())
     }
 

@@ -32,6 +32,7 @@ pub mod events;
 pub mod fake;
 pub mod gc;
 pub mod handlers;
+pub mod image_gc;
 pub mod logs;
 pub mod objects;
 pub mod pleg;
@@ -149,6 +150,8 @@ pub async fn run(
             tracing::error!(dir = %dir.display(), error = %e, "cannot create a kubelet directory");
         }
     }
+    // Without ImageFsInfo, the images are taken to share the pods' filesystem.
+    let image_fs_fallback = settings.pods_dir.clone();
     let (recorder, events_rx) = events::Recorder::new();
     let node = Arc::new(Node {
         objects: Arc::new(objects::ApiObjects::new(client.clone())),
@@ -174,6 +177,12 @@ pub async fn run(
         events::run(client, node_name, events_rx, shutdown.clone()),
         pleg::run(runtime, node.busy.clone(), changed_tx, shutdown.clone()),
         gc::run(node.clone(), known.clone(), shutdown.clone()),
+        image_gc::run(
+            node.clone(),
+            vec![crate::kubelet::pause::IMAGE.to_string()],
+            image_fs_fallback,
+            shutdown.clone()
+        ),
         logs::run(node.clone(), shutdown.clone()),
         dispatch(node, known, changed_rx, shutdown),
     );
