@@ -114,6 +114,69 @@ fn discovery_version_and_system_namespaces() {
 }
 
 #[test]
+fn field_validation_strict_warn_and_ignore() {
+    let c = Cluster::start();
+    let manifest = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: lenient
+  namespace: default
+spec:
+  selector: {matchLabels: {app: lenient}}
+  foo: 1
+  template:
+    metadata: {labels: {app: lenient}}
+    spec:
+      containers:
+      - name: app
+        image: busybox
+        imagePullPolicyy: Always
+"#;
+    let file = c.server.dir.path().join("lenient.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let file = file.to_str().unwrap();
+
+    let strict = c.kubectl(&["apply", "--validate=strict", "-f", file]);
+    assert!(!strict.status.success(), "{strict:?}");
+    assert!(
+        strict
+            .stderr
+            .contains("strict decoding error: unknown field \"spec.foo\""),
+        "{strict:?}"
+    );
+
+    let warned = c.kubectl(&["apply", "--validate=warn", "-f", file]);
+    assert!(warned.status.success(), "{warned:?}");
+    assert!(warned.stdout.contains("deployment.apps/lenient created"), "{warned:?}");
+    assert!(
+        warned.stderr.contains("Warning: unknown field \"spec.foo\""),
+        "{warned:?}"
+    );
+    assert!(
+        warned
+            .stderr
+            .contains("Warning: unknown field \"spec.template.spec.containers[0].imagePullPolicyy\""),
+        "{warned:?}"
+    );
+    let stored = c.ok(&["get", "deploy", "lenient", "-o", "json"]);
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert!(stored["spec"].get("foo").is_none(), "{stored}");
+    assert!(
+        stored["spec"]["template"]["spec"]["containers"][0]
+            .get("imagePullPolicyy")
+            .is_none()
+    );
+
+    c.ok(&["delete", "deploy", "lenient"]);
+    let ignored = c.kubectl(&["apply", "--validate=false", "-f", file]);
+    assert!(ignored.status.success(), "{ignored:?}");
+    assert!(!ignored.stderr.contains("Warning"), "{ignored:?}");
+    let stored = c.ok(&["get", "deploy", "lenient", "-o", "jsonpath={.spec}"]);
+    assert!(!stored.contains("\"foo\""), "{stored}");
+}
+
+#[test]
 fn openapi_v2_for_explain_and_raw_reads() {
     let c = Cluster::start();
     // kubectl reads the v2 document in gnostic's protobuf encoding for this output.
@@ -388,6 +451,26 @@ fn custom_resources_through_kubectl() {
     );
     assert!(!invalid.status.success());
     assert!(invalid.stderr.contains("spec.cronSpec: Required value"), "{invalid:?}");
+
+    // Unknown fields in custom resources are pruned; kubectl's --validate decides what the user hears.
+    let file = c.server.dir.path().join("crontab-extra.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: extra\n  namespace: default\nspec:\n  cronSpec: \"* * * * *\"\n  bogus: 1\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let strict = c.kubectl(&["apply", "-f", file]);
+    assert!(!strict.status.success());
+    assert!(strict.stderr.contains("unknown field \"spec.bogus\""), "{strict:?}");
+    let warned = c.kubectl(&["apply", "--validate=warn", "-f", file]);
+    assert!(warned.status.success(), "{warned:?}");
+    assert!(
+        warned.stderr.contains("Warning: unknown field \"spec.bogus\""),
+        "{warned:?}"
+    );
+    let stored = c.ok(&["get", "crontab", "extra", "-o", "jsonpath={.spec}"]);
+    assert!(!stored.contains("bogus") && stored.contains("cronSpec"), "{stored}");
 
     // The OpenAPI v2 document (gnostic protobuf, as client-go fetches it) covers custom resources too.
     let explained = c.ok(&["explain", "crontab.spec", "--output", "plaintext-openapiv2"]);

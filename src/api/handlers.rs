@@ -24,6 +24,52 @@ pub struct Context {
     pub target: Target,
     pub query: Query,
     pub headers: HeaderMap,
+    /// Warnings for the client (`Warning: 299 - "..."` response headers).
+    pub warnings: Warnings,
+}
+
+/// The warnings of a request, shared by the contexts it spawns.
+#[derive(Clone, Default)]
+pub struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    pub fn add(&self, text: String) {
+        let mut list = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !list.contains(&text) {
+            list.push(text);
+        }
+    }
+
+    /// Adds the warnings to a response as kube-apiserver words them:
+    /// `299 - "<text>"`, with `"` and `\` escaped.
+    pub fn attach(&self, mut response: Response) -> Response {
+        let list = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for text in list.iter() {
+            let mut quoted = String::from("299 - \"");
+            for c in text.chars() {
+                if c == '"' || c == '\\' {
+                    quoted.push('\\');
+                }
+                quoted.push(c);
+            }
+            quoted.push('"');
+            if let Ok(value) = header::HeaderValue::from_str(&quoted) {
+                response.headers_mut().append(header::WARNING, value);
+            }
+        }
+        response
+    }
+}
+
+/// `fieldValidation`: what a write does with fields the type does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldValidation {
+    /// Refuse the request (400).
+    Strict,
+    /// Drop them and warn (the default).
+    Warn,
+    /// Drop them silently.
+    Ignore,
 }
 
 pub fn store_error(err: StoreError) -> Status {
@@ -279,6 +325,7 @@ impl Context {
             },
             query: self.query.clone(),
             headers: HeaderMap::new(),
+            warnings: self.warnings.clone(),
         }
     }
 
@@ -697,27 +744,44 @@ impl Context {
         }
     }
 
-    /// A custom resource against its version's schema: unknown fields pruned (or
-    /// refused with `fieldValidation=Strict`), defaults filled, 422 on violations.
-    /// Built-in objects are checked against their typed model instead: with
-    /// `fieldValidation=Strict` unknown fields are refused (400, as the Go decoder
-    /// words it). Objects the model cannot decode are left to validation (422).
+    /// The request's `fieldValidation` (Warn when not given); 422 for another value.
+    fn field_validation(&self) -> Result<FieldValidation, Status> {
+        match self.query.get("fieldValidation") {
+            None | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(Status::invalid(
+                "CreateOptions",
+                "meta.k8s.io",
+                "",
+                vec![Cause {
+                    reason: "FieldValueNotSupported".into(),
+                    message: format!(
+                        "Unsupported value: \"{other}\": supported values: \"Ignore\", \"Strict\", \"Warn\""
+                    ),
+                    field: "fieldValidation".into(),
+                }],
+            )),
+        }
+    }
+
+    /// A custom resource against its version's schema: unknown fields pruned,
+    /// defaults filled, 422 on violations. Built-in objects lose the fields their
+    /// typed model does not have, as decoding into the Go type drops them.
+    /// Unknown fields are refused with `fieldValidation=Strict` (400, as the Go
+    /// decoder words it), warned about with `Warn` (the default), dropped silently
+    /// with `Ignore`. Objects the model cannot decode are left to validation (422).
     fn apply_schema(&self, object: &mut Value) -> Result<(), Status> {
-        let strict = self.query.get("fieldValidation") == Some("Strict");
+        let validation = self.field_validation()?;
         let Some(schema) = self.rtype.custom.as_ref().map(|c| &c.schema).filter(|s| s.is_object()) else {
             if self.rtype.custom.is_some() {
                 return Ok(());
             }
-            if !strict {
-                return Ok(());
-            }
-            let unknown = kinds::typed::unknown_fields(&self.rtype.group, &self.rtype.resource, object);
-            return strict_error(&unknown.unwrap_or_default());
+            let unknown = kinds::typed::prune_unknown(&self.rtype.group, &self.rtype.resource, object);
+            return self.unknown_fields(validation, &unknown.unwrap_or_default());
         };
         let outcome = super::schema::apply(schema, object);
-        if strict {
-            strict_error(&outcome.unknown)?;
-        }
+        self.unknown_fields(validation, &outcome.unknown)?;
         if outcome.causes.is_empty() {
             return Ok(());
         }
@@ -728,6 +792,20 @@ impl Context {
             &name,
             outcome.causes,
         ))
+    }
+
+    /// What `fieldValidation` makes of the unknown fields an object had.
+    fn unknown_fields(&self, validation: FieldValidation, unknown: &[String]) -> Result<(), Status> {
+        match validation {
+            FieldValidation::Strict => strict_error(unknown),
+            FieldValidation::Warn => {
+                for field in unknown {
+                    self.warnings.add(format!("unknown field \"{field}\""));
+                }
+                Ok(())
+            }
+            FieldValidation::Ignore => Ok(()),
+        }
     }
 
     pub async fn update(&self, body: Bytes) -> Result<Response, Status> {
@@ -1025,6 +1103,7 @@ impl Context {
                 },
                 query: self.query.clone(),
                 headers: HeaderMap::new(),
+                warnings: self.warnings.clone(),
             };
             match one.delete(Bytes::new()).await {
                 Ok(_) => deleted.push(item),

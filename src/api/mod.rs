@@ -210,6 +210,7 @@ fn context(
         rtype: api.resource_type(&target)?,
         target,
         query: Query::default(),
+        warnings: handlers::Warnings::default(),
         // Server-internal writes are kube-apiserver's in managedFields.
         headers: [(
             header::USER_AGENT,
@@ -414,6 +415,7 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
         target,
         query,
         headers,
+        warnings: handlers::Warnings::default(),
     };
     let forwarded = |method: Method, body: Body| kubelet::Forwarded {
         method,
@@ -436,7 +438,8 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
         _ => {}
     }
     let read_body = || async { read_body(body).await };
-    match (method, ctx.target.name.is_some()) {
+    let warnings = ctx.warnings.clone();
+    let response = match (method, ctx.target.name.is_some()) {
         (Method::GET, true) => ctx.get().await,
         (Method::GET, false) if ctx.query.flag("watch")? => list::watch(ctx).await,
         (Method::GET, false) => list::list(&ctx).await,
@@ -446,7 +449,8 @@ async fn route(api: &Arc<Api>, request: Request) -> Result<Response, Status> {
         (Method::DELETE, true) => ctx.delete(read_body().await?).await,
         (Method::DELETE, false) => ctx.delete_collection().await,
         _ => Err(Status::method_not_allowed()),
-    }
+    };
+    response.map(|r| warnings.attach(r))
 }
 
 /// The Kubernetes verb of a request.

@@ -1167,3 +1167,59 @@ async fn openapi_v2_negotiates_encoding_and_honours_etags() {
     let (code, _, _, _) = get("text/html", None).await;
     assert_eq!(code, 406);
 }
+
+#[tokio::test]
+async fn field_validation_warns_drops_or_refuses_unknown_fields() {
+    let h = harness().await;
+    let mut cm = configmap("lenient", json!({}));
+    cm["bogus"] = json!({"x": 1});
+    let post = |query: &str, cm: &Value| {
+        let app = h.app.clone();
+        let uri = format!("/api/v1/namespaces/default/configmaps{query}");
+        let body = cm.to_string();
+        async move {
+            let request = HttpRequest::builder()
+                .method("POST")
+                .uri(uri)
+                .header("content-type", "application/json")
+                .extension(auth::User::new("tester", ["system:masters"]))
+                .body(Body::from(body))
+                .unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let warnings: Vec<String> = response
+                .headers()
+                .get_all("warning")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect();
+            let code = response.status().as_u16();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            (code, warnings, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    let (code, warnings, created) = post("", &cm).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(warnings, ["299 - \"unknown field \\\"bogus\\\"\""]);
+    assert!(created.get("bogus").is_none());
+    let (_, stored) = h
+        .json("GET", "/api/v1/namespaces/default/configmaps/lenient", None)
+        .await;
+    assert!(stored.get("bogus").is_none());
+
+    cm["metadata"]["name"] = json!("quiet");
+    let (code, warnings, created) = post("?fieldValidation=Ignore", &cm).await;
+    assert_eq!((code, warnings.len()), (201, 0), "{created}");
+    assert!(created.get("bogus").is_none());
+
+    cm["metadata"]["name"] = json!("refused");
+    let (code, _, status) = post("?fieldValidation=Strict", &cm).await;
+    assert_eq!(code, 400);
+    assert_eq!(status["message"], "strict decoding error: unknown field \"bogus\"");
+
+    let (code, _, status) = post("?fieldValidation=Sometimes", &cm).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["message"],
+        "CreateOptions.meta.k8s.io \"\" is invalid: fieldValidation: Unsupported value: \"Sometimes\": supported values: \"Ignore\", \"Strict\", \"Warn\""
+    );
+}

@@ -1,9 +1,9 @@
 //! The typed model of each built-in kind, from `k8s-openapi`: what the Go types
 //! are to kube-apiserver. It gives
-//! - strict field validation (`fieldValidation=Strict`, kubectl's default): the
-//!   object is decoded into its type and encoded again; whatever did not survive
+//! - field validation (`fieldValidation=Strict`, kubectl's default, or `Warn`/`Ignore`):
+//!   the object is decoded into its type and encoded again; whatever did not survive
 //!   the round trip is an unknown field, named by its path as the Go decoder names
-//!   it (`spec.containers[0].imagePullPolicyy`);
+//!   it (`spec.containers[0].imagePullPolicyy`), and dropped as decoding drops it;
 //! - the OpenAPI schemas (with descriptions) that `kubectl explain` reads.
 
 use k8s_openapi::schemars::{JsonSchema, SchemaGenerator};
@@ -86,6 +86,58 @@ pub fn unknown_fields(group: &str, resource: &str, object: &Value) -> Result<Vec
     of(group, resource).map_or(Ok(Vec::new()), |model| model.unknown_fields(object))
 }
 
+/// Drops the fields of `object` its type does not have, as decoding into the Go
+/// type does (`fieldValidation=Warn|Ignore`), and names the dropped ones (null
+/// ones are dropped without a name). The decoder's error when a known field has
+/// the wrong type, leaving the object as it was; none for kinds without a model.
+pub fn prune_unknown(group: &str, resource: &str, object: &mut Value) -> Result<Vec<String>, String> {
+    let Some(model) = of(group, resource) else {
+        return Ok(Vec::new());
+    };
+    let decoded = (model.round_trip)(object)?;
+    let mut unknown = Vec::new();
+    prune(object, &decoded, &mut String::new(), &mut unknown);
+    Ok(unknown)
+}
+
+/// [`missing`], removing what it finds.
+fn prune(given: &mut Value, kept: &Value, path: &mut String, out: &mut Vec<String>) {
+    match (given, kept) {
+        (Value::Object(given), Value::Object(kept)) => {
+            given.retain(|key, value| {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                let keep = match kept.get(key) {
+                    Some(kept) => {
+                        prune(value, kept, path, out);
+                        true
+                    }
+                    None if matches!(key.as_str(), "apiVersion" | "kind") => true,
+                    None if value.is_null() => false,
+                    None => {
+                        out.push(path.clone());
+                        false
+                    }
+                };
+                path.truncate(len);
+                keep
+            });
+        }
+        (Value::Array(given), Value::Array(kept)) => {
+            for (i, (value, kept)) in given.iter_mut().zip(kept).enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                prune(value, kept, path, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn round_trip<T: DeserializeOwned + Serialize>(object: &Value) -> Result<Value, String> {
     let typed: T = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
     serde_json::to_value(typed).map_err(|e| e.to_string())
@@ -127,6 +179,28 @@ fn missing(given: &Value, kept: &Value, path: &mut String, out: &mut Vec<String>
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_pruned_and_named() {
+        let mut pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"a.b/c": "d"}, "bogus": null},
+            "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicyy": "x"}], "foo": 1},
+        });
+        let unknown = prune_unknown("", "pods", &mut pod).unwrap();
+        assert_eq!(unknown, ["spec.containers[0].imagePullPolicyy", "spec.foo"]);
+        assert_eq!(
+            pod,
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "labels": {"a.b/c": "d"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            })
+        );
+        let mut wrong = json!({"spec": {"containers": "no"}});
+        assert!(prune_unknown("", "pods", &mut wrong).is_err());
+        assert_eq!(wrong, json!({"spec": {"containers": "no"}}));
+    }
 
     #[test]
     fn unknown_fields_are_named_by_path() {
