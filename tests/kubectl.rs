@@ -94,6 +94,17 @@ fn discovery_version_and_system_namespaces() {
         explained.contains("Limits describes the maximum amount of compute resources allowed"),
         "{explained}"
     );
+    let ready = c.ok(&["get", "--raw", "/readyz?verbose"]);
+    assert!(
+        ready.contains("[+]etcd ok") && ready.contains("readyz check passed"),
+        "{ready}"
+    );
+    c.ok(&["get", "namespaces"]);
+    let metrics = c.ok(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.contains(r#"apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="namespaces",scope="cluster",subresource="",verb="LIST",version="v1"}"#),
+        "{metrics}"
+    );
     let version = c.ok(&["version", "-o", "json"]);
     let version: serde_json::Value = serde_json::from_str(&version).unwrap();
     assert_eq!(version["serverVersion"]["major"], "1");

@@ -1,17 +1,53 @@
 //! `/metrics` in the Prometheus text format: request counts and latency
-//! histograms per verb, group, version and resource (kube-apiserver's
-//! `apiserver_request_total` and `apiserver_request_duration_seconds`).
+//! histograms per verb, group, version, resource, subresource and scope
+//! (kube-apiserver's `apiserver_request_total` and
+//! `apiserver_request_duration_seconds`, with its labels, verbs and buckets).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0];
+/// Upper bounds of the latency buckets, in seconds (kube-apiserver's).
+const BUCKETS: &[f64] = &[
+    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0,
+    45.0, 60.0,
+];
 
-/// verb, group, version, resource.
-type Labels = (String, String, String, String);
+/// What a request is counted by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Labels {
+    /// As kube-apiserver reports it: GET, LIST, WATCH, POST, PUT, PATCH, APPLY,
+    /// DELETE, DELETECOLLECTION, CONNECT.
+    pub verb: String,
+    /// The `dryRun` parameter (`All`), empty for real writes.
+    pub dry_run: String,
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+    pub subresource: String,
+    /// `resource` (one object), `namespace` or `cluster` (collections); empty for
+    /// other paths.
+    pub scope: String,
+}
+
+impl Labels {
+    /// The labels in Prometheus' (alphabetical) order, `code` aside.
+    fn render(&self) -> String {
+        let Labels {
+            verb,
+            dry_run,
+            group,
+            version,
+            resource,
+            subresource,
+            scope,
+        } = self;
+        format!(
+            "component=\"apiserver\",dry_run=\"{dry_run}\",group=\"{group}\",resource=\"{resource}\",scope=\"{scope}\",subresource=\"{subresource}\",verb=\"{verb}\",version=\"{version}\""
+        )
+    }
+}
 
 #[derive(Default)]
 struct Series {
@@ -44,9 +80,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let series = self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut out = String::new();
-        let labels = |(verb, group, version, resource): &Labels| {
-            format!("group=\"{group}\",resource=\"{resource}\",verb=\"{verb}\",version=\"{version}\"")
-        };
+        let labels = Labels::render;
         out.push_str("# HELP apiserver_request_total Counter of apiserver requests broken out for each verb, group, version, resource and HTTP response code.\n");
         out.push_str("# TYPE apiserver_request_total counter\n");
         for (key, s) in series.iter() {
@@ -83,17 +117,23 @@ mod tests {
     #[test]
     fn counts_and_buckets() {
         let m = Metrics::default();
-        let labels = ("LIST".to_string(), String::new(), "v1".to_string(), "pods".to_string());
+        let labels = Labels {
+            verb: "LIST".into(),
+            version: "v1".into(),
+            resource: "pods".into(),
+            scope: "namespace".into(),
+            ..Default::default()
+        };
         m.record(labels.clone(), 200, Duration::from_millis(3));
         m.record(labels, 404, Duration::from_millis(30));
         let text = m.render();
-        assert!(text.contains(
-            "apiserver_request_total{code=\"200\",group=\"\",resource=\"pods\",verb=\"LIST\",version=\"v1\"} 1"
-        ));
+        let l = r#"component="apiserver",dry_run="",group="",resource="pods",scope="namespace",subresource="",verb="LIST",version="v1""#;
+        assert!(
+            text.contains(&format!("apiserver_request_total{{code=\"200\",{l}}} 1")),
+            "{text}"
+        );
         assert!(text.contains("le=\"0.005\"} 1"));
         assert!(text.contains("le=\"0.05\"} 2"));
-        assert!(text.contains(
-            "apiserver_request_duration_seconds_count{group=\"\",resource=\"pods\",verb=\"LIST\",version=\"v1\"} 2"
-        ));
+        assert!(text.contains(&format!("apiserver_request_duration_seconds_count{{{l}}} 2")));
     }
 }

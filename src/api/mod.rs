@@ -259,44 +259,68 @@ pub fn router(api: Arc<Api>, authenticator: Arc<auth::Authenticator>) -> Router 
 }
 
 /// `/healthz`, `/livez`, `/readyz` (and `/<endpoint>/<check>`), as kube-apiserver
-/// answers them: `ok`, or with `?verbose` one `[+]check ok` line per check.
+/// answers them: `ok`, or with `?verbose` (and always on failure) one
+/// `[+]check ok` line per check; `?exclude=<check>` (repeatable) leaves checks out.
 async fn health(State(api): State<Arc<Api>>, uri: axum::http::Uri) -> Response {
     let path = uri.path().trim_matches('/');
     let (endpoint, only) = path.split_once('/').unwrap_or((path, ""));
-    let store_ok = api.store.get("/registry/health").await.is_ok();
-    let checks = [("ping", true), ("etcd", store_ok)];
-    let selected: Vec<_> = checks
+    let params: Vec<(String, String)> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let verbose = params.iter().any(|(k, v)| k == "verbose" && v != "false" && v != "0");
+    let mut excluded: Vec<&str> = params
         .iter()
-        .filter(|(name, _)| only.is_empty() || *name == only)
+        .filter(|(k, _)| k == "exclude")
+        .map(|(_, v)| v.as_str())
         .collect();
+    let names = ["ping", "etcd"];
+    let selected: Vec<&str> = names.into_iter().filter(|n| only.is_empty() || *n == only).collect();
     if selected.is_empty() {
         return Status::no_route().into_response();
     }
-    let healthy = selected.iter().all(|(_, ok)| *ok);
-    let verbose =
-        Query::parse(uri.query()).get("verbose").is_some() || uri.query().is_some_and(|q| q.contains("verbose"));
     let mut text = String::new();
-    if verbose || !healthy {
-        for (name, ok) in &selected {
-            text.push_str(&if *ok {
-                format!("[+]{name} ok\n")
-            } else {
-                format!("[-]{name} failed: reason withheld\n")
-            });
+    let mut healthy = true;
+    for name in selected {
+        if let Some(i) = excluded.iter().position(|e| *e == name) {
+            excluded.remove(i);
+            text.push_str(&format!("[+]{name} excluded: ok\n"));
+            continue;
         }
-        text.push_str(&format!(
-            "{endpoint} check {}",
-            if healthy { "passed" } else { "failed" }
-        ));
-    } else {
-        text.push_str("ok");
+        let ok = match name {
+            "etcd" => api.store.get("/registry/health").await.is_ok(),
+            _ => true,
+        };
+        healthy &= ok;
+        text.push_str(&match ok {
+            true => format!("[+]{name} ok\n"),
+            false => format!("[-]{name} failed: reason withheld\n"),
+        });
     }
-    let code = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
+    if !excluded.is_empty() {
+        let quoted: Vec<String> = excluded.iter().map(|e| format!("{e:?}")).collect();
+        text.push_str(&format!(
+            "warn: some health checks cannot be excluded: no matches for {}\n",
+            quoted.join(", ")
+        ));
+    }
+    let (code, body) = match (healthy, verbose) {
+        (false, _) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{text}{endpoint} check failed\n"),
+        ),
+        (true, false) => (StatusCode::OK, "ok".to_string()),
+        (true, true) => (StatusCode::OK, format!("{text}{endpoint} check passed\n")),
     };
-    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+    (
+        code,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 pub fn json_response(code: StatusCode, value: &Value) -> Response {
@@ -317,20 +341,43 @@ async fn dispatch(State(api): State<Arc<Api>>, request: Request) -> Response {
     response
 }
 
-/// verb, group, version and resource of a request, as the metrics label it.
-fn metric_labels(request: &Request) -> (String, String, String, String) {
+/// What the metrics count a request by, as kube-apiserver labels it: the HTTP
+/// method for writes (POST, PUT, PATCH, DELETE), APPLY for server-side apply,
+/// GET/LIST/WATCH for reads, DELETECOLLECTION, CONNECT for streaming subresources.
+fn metric_labels(request: &Request) -> metrics::Labels {
     let target = request::parse_path(request.uri().path()).unwrap_or_default();
     let query = Query::parse(request.uri().query());
     let collection = target.resource.is_some() && target.name.is_none();
-    let verb = verb(request.method(), collection, &query)
-        .unwrap_or("UNKNOWN")
-        .to_uppercase();
-    let resource = match (&target.resource, &target.subresource) {
-        (Some(r), Some(s)) => format!("{r}/{s}"),
-        (Some(r), None) => r.clone(),
-        _ => String::new(),
+    let method = request.method();
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let subresource = target.subresource.clone().unwrap_or_default();
+    let verb = match *method {
+        _ if matches!(subresource.as_str(), "exec" | "attach" | "portforward" | "proxy") => "CONNECT",
+        Method::GET if query.flag("watch").unwrap_or(false) => "WATCH",
+        Method::GET if collection => "LIST",
+        Method::PATCH if content_type.starts_with("application/apply-patch") => "APPLY",
+        Method::DELETE if collection => "DELETECOLLECTION",
+        _ => method.as_str(),
     };
-    (verb, target.group, target.version, resource)
+    let scope = match (&target.resource, &target.name, &target.namespace) {
+        (None, _, _) => "",
+        (Some(_), Some(_), _) => "resource",
+        (Some(_), None, Some(_)) => "namespace",
+        (Some(_), None, None) => "cluster",
+    };
+    metrics::Labels {
+        verb: verb.to_string(),
+        dry_run: query.get("dryRun").unwrap_or_default().to_string(),
+        group: target.group,
+        version: target.version,
+        resource: target.resource.unwrap_or_default(),
+        subresource,
+        scope: scope.to_string(),
+    }
 }
 
 async fn metrics_text(State(api): State<Arc<Api>>) -> Response {

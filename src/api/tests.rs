@@ -922,24 +922,53 @@ async fn health_checks_and_metrics() {
     assert_eq!(h.call("GET", "/readyz", None, &[]).await, (200, "ok".to_string()));
     let (code, verbose) = h.call("GET", "/readyz?verbose", None, &[]).await;
     assert_eq!(code, 200);
-    assert_eq!(verbose, "[+]ping ok\n[+]etcd ok\nreadyz check passed");
+    assert_eq!(verbose, "[+]ping ok\n[+]etcd ok\nreadyz check passed\n");
+    let (code, excluded) = h
+        .call("GET", "/livez?verbose&exclude=etcd&exclude=nope", None, &[])
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        excluded,
+        "[+]ping ok\n[+]etcd excluded: ok\nwarn: some health checks cannot be excluded: no matches for \"nope\"\nlivez check passed\n"
+    );
     assert_eq!(h.call("GET", "/livez/etcd", None, &[]).await.0, 200);
     assert_eq!(h.call("GET", "/livez/nope", None, &[]).await.0, 404);
     h.call("GET", "/api/v1/namespaces", None, &[]).await;
     h.call("GET", "/api/v1/namespaces/missing", None, &[]).await;
+    let cm = configmap("counted", json!({}));
+    h.json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps?dryRun=All",
+        Some(cm.clone()),
+    )
+    .await;
+    h.json("POST", "/api/v1/namespaces/default/configmaps", Some(cm)).await;
+    h.call(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/counted?fieldManager=t",
+        Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "counted"}})),
+        &[("content-type", "application/apply-patch+yaml")],
+    )
+    .await;
+    h.call("DELETE", "/api/v1/namespaces/default/configmaps", None, &[])
+        .await;
     let (code, metrics) = h.call("GET", "/metrics", None, &[]).await;
     assert_eq!(code, 200);
-    assert!(
-        metrics.contains(
-            r#"apiserver_request_total{code="200",group="",resource="namespaces",verb="LIST",version="v1"} 1"#
-        ),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(
-            r#"apiserver_request_total{code="404",group="",resource="namespaces",verb="GET",version="v1"} 1"#
+    let count = |code: u16, dry_run: &str, resource: &str, scope: &str, verb: &str| {
+        format!(
+            r#"apiserver_request_total{{code="{code}",component="apiserver",dry_run="{dry_run}",group="",resource="{resource}",scope="{scope}",subresource="",verb="{verb}",version="v1"}} 1"#
         )
-    );
+    };
+    for expected in [
+        count(200, "", "namespaces", "cluster", "LIST"),
+        count(404, "", "namespaces", "resource", "GET"),
+        count(201, "All", "configmaps", "namespace", "POST"),
+        count(201, "", "configmaps", "namespace", "POST"),
+        count(200, "", "configmaps", "resource", "APPLY"),
+        count(200, "", "configmaps", "namespace", "DELETECOLLECTION"),
+    ] {
+        assert!(metrics.contains(&expected), "{expected} in {metrics}");
+    }
     assert!(metrics.contains("apiserver_request_duration_seconds_bucket{"));
 }
 
