@@ -180,6 +180,93 @@ fn strict_error(unknown: &[String]) -> Result<(), Status> {
     )))
 }
 
+/// The fields a JSON body gives more than once, by path (`spec.replicas`,
+/// `spec.containers[0].name`), as Go's strict decoder names them. Malformed
+/// JSON has none here (decoding reports it).
+fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Walk<'a> {
+        path: String,
+        out: &'a mut Vec<String>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let Walk { path, out } = self;
+            let mut i = 0;
+            loop {
+                let item = Walk {
+                    path: format!("{path}[{i}]"),
+                    out: &mut *out,
+                };
+                if seq.next_element_seed(item)?.is_none() {
+                    return Ok(());
+                }
+                i += 1;
+            }
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let Walk { path, out } = self;
+            let mut seen = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let child = match path.is_empty() {
+                    true => key.clone(),
+                    false => format!("{path}.{key}"),
+                };
+                if !seen.insert(key) && !out.contains(&child) {
+                    out.push(child.clone());
+                }
+                map.next_value_seed(Walk {
+                    path: child,
+                    out: &mut *out,
+                })?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut out = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let walk = Walk {
+        path: String::new(),
+        out: &mut out,
+    };
+    match walk.deserialize(&mut deserializer) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
 fn mod_revision_is(key: &str, revision: i64) -> Compare {
     Compare {
         range: KeyRange::key(key),
@@ -511,6 +598,7 @@ impl Context {
             return Err(Status::method_not_allowed());
         }
         let object = self.decode(&body)?;
+        self.check_duplicates(&body)?;
         self.create_object(object, true).await
     }
 
@@ -794,6 +882,37 @@ impl Context {
         ))
     }
 
+    /// What `fieldValidation` makes of fields a JSON body gives twice (the last
+    /// one counts): refused with Strict, warned about with Warn.
+    fn check_duplicates(&self, body: &[u8]) -> Result<(), Status> {
+        let media = self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let media = media
+            .unwrap_or("application/json")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim();
+        if !matches!(media, "application/json" | "" | "*/*") {
+            return Ok(());
+        }
+        let validation = self.field_validation()?;
+        if validation == FieldValidation::Ignore {
+            return Ok(());
+        }
+        let duplicates = duplicate_fields(body);
+        let messages: Vec<String> = duplicates.iter().map(|f| format!("duplicate field \"{f}\"")).collect();
+        match validation {
+            FieldValidation::Strict if !messages.is_empty() => Err(Status::bad_request(format!(
+                "strict decoding error: {}",
+                messages.join(", ")
+            ))),
+            _ => {
+                messages.into_iter().for_each(|m| self.warnings.add(m));
+                Ok(())
+            }
+        }
+    }
+
     /// What `fieldValidation` makes of the unknown fields an object had.
     fn unknown_fields(&self, validation: FieldValidation, unknown: &[String]) -> Result<(), Status> {
         match validation {
@@ -810,6 +929,7 @@ impl Context {
 
     pub async fn update(&self, body: Bytes) -> Result<Response, Status> {
         let mut incoming = self.decode(&body)?;
+        self.check_duplicates(&body)?;
         self.check_type(&mut incoming)?;
         self.check_namespace(&mut incoming)?;
         match incoming["metadata"]["name"].as_str() {

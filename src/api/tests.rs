@@ -1252,3 +1252,48 @@ async fn field_validation_warns_drops_or_refuses_unknown_fields() {
         "CreateOptions.meta.k8s.io \"\" is invalid: fieldValidation: Unsupported value: \"Sometimes\": supported values: \"Ignore\", \"Strict\", \"Warn\""
     );
 }
+
+#[tokio::test]
+async fn duplicate_fields_are_warned_about_or_refused() {
+    let h = harness().await;
+    let body =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"twice","name":"twice"},"data":{"k":"1","k":"2"}}"#;
+    let post = |query: &'static str| {
+        let app = h.app.clone();
+        async move {
+            let request = HttpRequest::builder()
+                .method("POST")
+                .uri(format!("/api/v1/namespaces/default/configmaps{query}"))
+                .header("content-type", "application/json")
+                .extension(auth::User::new("tester", ["system:masters"]))
+                .body(Body::from(body))
+                .unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let warnings: Vec<String> = response
+                .headers()
+                .get_all("warning")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect();
+            let code = response.status().as_u16();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            (code, warnings, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    let (code, _, status) = post("?fieldValidation=Strict").await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        status["message"],
+        "strict decoding error: duplicate field \"metadata.name\", duplicate field \"data.k\""
+    );
+    let (code, warnings, created) = post("").await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        warnings,
+        [
+            "299 - \"duplicate field \\\"metadata.name\\\"\"",
+            "299 - \"duplicate field \\\"data.k\\\"\""
+        ]
+    );
+    assert_eq!(created["data"]["k"], "2");
+}
