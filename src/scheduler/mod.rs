@@ -46,7 +46,7 @@ use pod::PodInfo;
 use queue::Queue;
 
 /// Bindings in flight at once (the store commits concurrent writes together).
-const BINDS_IN_FLIGHT: usize = 64;
+const BINDS_IN_FLIGHT: usize = 256;
 /// Status patches of unschedulable pods in flight at once.
 const STATUS_WRITES_IN_FLIGHT: usize = 8;
 /// Informer changes taken in before scheduling more pods.
@@ -103,6 +103,7 @@ async fn schedule(client: kube::Client, informers: Arc<Informers>, shutdown: Can
         status_writes: Arc::new(Semaphore::new(STATUS_WRITES_IN_FLIGHT)),
         results,
         next_start: 0,
+        burst: None,
     };
     tracing::info!("scheduler started");
     scheduler
@@ -127,6 +128,9 @@ struct Scheduler {
     results: mpsc::UnboundedSender<Outcome>,
     /// The node slot the next search starts at.
     next_start: usize,
+    /// Since when pods have been scheduled without a pause, how many, and the time
+    /// spent deciding (logged at debug level when the queue runs dry).
+    burst: Option<(Instant, usize, Duration)>,
 }
 
 fn is_terminal(pod: &Pod) -> bool {
@@ -190,6 +194,15 @@ impl Scheduler {
             if scheduled > 0 {
                 tokio::task::yield_now().await;
                 continue;
+            }
+            if let Some((since, pods, deciding)) = self.burst.take_if(|_| !self.queue.has_active()) {
+                tracing::debug!(
+                    pods,
+                    elapsed_ms = since.elapsed().as_millis() as u64,
+                    deciding_ms = deciding.as_millis() as u64,
+                    nodes = self.cache.node_count(),
+                    "scheduling burst done"
+                );
             }
             let deadline = self.queue.next_deadline();
             let waiting = self.queue.has_active();
@@ -303,6 +316,13 @@ impl Scheduler {
     /// Schedules the next pod of the active queue.
     fn schedule_one(&mut self, permit: OwnedSemaphorePermit) {
         let now = Instant::now();
+        self.decide(permit, now);
+        let burst = self.burst.get_or_insert((now, 0, Duration::ZERO));
+        burst.1 += 1;
+        burst.2 += now.elapsed();
+    }
+
+    fn decide(&mut self, permit: OwnedSemaphorePermit, now: Instant) {
         let Some((key, pod)) = self.queue.pop(now) else {
             return;
         };
