@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod controllers;
 pub mod etcd;
+pub mod events;
 pub mod forward;
 pub mod informer;
 pub mod kubelet;

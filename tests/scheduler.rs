@@ -363,6 +363,51 @@ async fn an_unschedulable_pod_says_why_and_waits_for_a_node() {
         "{describe}"
     );
 
+    // A node changes without helping: the pod is tried again and fails the same way,
+    // which counts in the one FailedScheduling event instead of making another.
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let touch = json!({"metadata": {"labels": {"touched": "yes"}}});
+    step(nodes.patch("n1", &PatchParams::default(), &Patch::Merge(&touch)))
+        .await
+        .expect("label node n1");
+    let deadline = Instant::now() + STEP;
+    let failed = loop {
+        let list = c
+            .server
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=late",
+                "-o",
+                "json",
+            ])
+            .ok();
+        let list: Value = serde_json::from_str(&list).expect("kubectl get events -o json");
+        let failed: Vec<Value> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["reason"] == "FailedScheduling")
+            .cloned()
+            .collect();
+        if failed.iter().any(|e| e["count"].as_i64().unwrap_or(0) > 1) || Instant::now() > deadline {
+            break failed;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(failed.len(), 1, "one FailedScheduling event: {failed:#?}");
+    let event = &failed[0];
+    assert!(event["count"].as_i64().unwrap_or(0) >= 2, "{event:#}");
+    assert_eq!(event["series"]["count"], event["count"], "{event:#}");
+    assert!(event["series"]["lastObservedTime"].is_string(), "{event:#}");
+    assert_ne!(event["lastTimestamp"], event["firstTimestamp"], "{event:#}");
+    let table = c
+        .server
+        .kubectl(&["get", "events", "--field-selector", "involvedObject.name=late"])
+        .ok();
+    assert!(table.contains(" (x") && table.contains(" over "), "{table}");
+
     // Too much CPU for any node: Insufficient cpu, and preemption could not help.
     c.pod(
         "huge",

@@ -78,6 +78,25 @@ struct Column {
     cell: fn(&Value) -> Value,
 }
 
+/// An event's "Last Seen" as kubectl prints it (`printEvent`): the age of its last
+/// occurrence and, for a repeated one, `(x3 over 5m)` since the first.
+fn event_last_seen(o: &Value) -> String {
+    let first = o["firstTimestamp"].as_str().or(o["eventTime"].as_str());
+    let (last, count) = match o.get("series").filter(|s| s.is_object()) {
+        Some(series) => (
+            series["lastObservedTime"].as_str(),
+            series["count"].as_i64().unwrap_or(1),
+        ),
+        None => (o["lastTimestamp"].as_str().or(first), o["count"].as_i64().unwrap_or(1)),
+    };
+    let last = time::age(last);
+    if count > 1 {
+        format!("{last} (x{count} over {})", time::age(first))
+    } else {
+        last
+    }
+}
+
 const fn col(name: &'static str, priority: i64, cell: fn(&Value) -> Value) -> Column {
     Column {
         name,
@@ -446,9 +465,7 @@ fn columns(rtype: &ResourceType) -> Vec<Column> {
             AGE,
         ],
         ("", "events") => vec![
-            col("Last Seen", 0, |o| {
-                json!(time::age(o["lastTimestamp"].as_str().or(o["eventTime"].as_str())))
-            }),
+            col("Last Seen", 0, |o| json!(event_last_seen(o))),
             col("Type", 0, |o| json!(str_at(o, "/type"))),
             col("Reason", 0, |o| json!(str_at(o, "/reason"))),
             col("Object", 0, |o| {
@@ -670,5 +687,27 @@ mod tests {
         let cells = row("apps", "deployments", deploy);
         assert_eq!(&cells[..4], &[json!("d"), json!("2/3"), json!(3), json!(2)]);
         assert_eq!(&cells[5..7], &[json!("app"), json!("busybox")]);
+    }
+
+    #[test]
+    fn repeated_events_show_their_count() {
+        let now = time::format_rfc3339(time::now_seconds());
+        let earlier = time::format_rfc3339(time::now_seconds() - 300);
+        let single = json!({"metadata": {"name": "e"}, "type": "Normal", "reason": "Scheduled",
+            "involvedObject": {"kind": "Pod", "name": "p"}, "message": "m", "eventTime": earlier});
+        assert_eq!(row("", "events", single)[0], json!("5m"));
+        let series = json!({"metadata": {"name": "e"}, "type": "Warning", "reason": "FailedScheduling",
+            "involvedObject": {"kind": "Pod", "name": "p"}, "message": "m", "eventTime": earlier,
+            "count": 3, "series": {"count": 4, "lastObservedTime": now}});
+        let cells = row("", "events", series);
+        assert_eq!(
+            &cells[..4],
+            &[
+                json!("0s (x4 over 5m)"),
+                json!("Warning"),
+                json!("FailedScheduling"),
+                json!("pod/p")
+            ]
+        );
     }
 }

@@ -25,7 +25,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -33,6 +32,7 @@ use serde_json::json;
 
 use super::pods::{self, controller_of, controller_reference, is_active, is_ready};
 use super::{Context, drain};
+use crate::events::EventType;
 use crate::informer::{Informer, Kind};
 
 /// At most this many pods are created or deleted in one sync (`burstReplicas`).
@@ -284,60 +284,8 @@ impl<K: Replicated> Loop<K> {
     }
 }
 
-/// A controller's event recorder. kube-runtime's `Recorder` folds events with
-/// the same reason about the same object into one series whatever their
-/// message; Kubernetes keeps different messages ("Scaled up replica set a from
-/// 0 to 1", "... from 1 to 2") apart and counts only repeats. So each distinct
-/// message gets a recorder of its own (forgotten in bulk now and then).
-pub(super) struct Events {
-    client: kube::Client,
-    reporter: Reporter,
-    recorders: Mutex<HashMap<String, Recorder>>,
-}
-
-impl Events {
-    pub(super) fn new(client: kube::Client, controller: &str) -> Events {
-        Events {
-            client,
-            reporter: Reporter {
-                controller: controller.into(),
-                instance: None,
-            },
-            recorders: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Publishes an event about `regarding`; a failure is only logged.
-    pub(super) async fn publish(
-        &self,
-        regarding: &k8s_openapi::api::core::v1::ObjectReference,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) {
-        let recorder = {
-            let mut recorders = self.recorders.lock().unwrap_or_else(PoisonError::into_inner);
-            if recorders.len() > 1024 {
-                recorders.clear();
-            }
-            let key = format!("{}/{reason}/{note}", regarding.uid.as_deref().unwrap_or_default());
-            recorders
-                .entry(key)
-                .or_insert_with(|| Recorder::new(self.client.clone(), self.reporter.clone()))
-                .clone()
-        };
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(err) = recorder.publish(&event, regarding).await {
-            tracing::debug!(error = %err, reason, "recording an event failed");
-        }
-    }
-}
+/// A controller's event recorder.
+pub(super) use crate::events::Recorder as Events;
 
 /// Whether an ownerReference points at an object of kind `K`.
 pub(super) fn refers_to<K: Resource<DynamicType = ()>>(reference: &OwnerReference) -> bool {

@@ -2,8 +2,8 @@
 //! assigns a pod to its node, the `PodScheduled=False` condition of a pod that fits
 //! nowhere (patched only when it changes, as kube-scheduler's `updatePod`), and the
 //! `Scheduled` / `FailedScheduling` events of the `default-scheduler` reporting
-//! controller (events.k8s.io/v1, through kube-runtime's recorder, which folds
-//! repeats into a series). Events are sent from a bounded queue by a few workers
+//! controller (events.k8s.io/v1, through the shared recorder of `crate::events`,
+//! which folds repeats into a series). Events are sent from a bounded queue by a few workers
 //! and dropped when it is full, like client-go's event broadcaster, so that they
 //! never hold up binding.
 
@@ -13,10 +13,11 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
 use kube::Resource;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::events::{EventType, Recorder};
 
 /// The scheduler's name, as pods ask for it and events report it.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -28,7 +29,10 @@ const EVENT_WORKERS: usize = 16;
 
 /// An event about a pod, not yet sent.
 struct PodEvent {
-    event: Event,
+    type_: EventType,
+    reason: &'static str,
+    action: &'static str,
+    note: String,
     pod: ObjectReference,
 }
 
@@ -45,23 +49,20 @@ pub struct EventSender {
     queue: mpsc::Receiver<PodEvent>,
 }
 
-fn reporter() -> Reporter {
+fn recorder(client: kube::Client) -> Recorder {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host = host.trim();
-    Reporter {
-        controller: SCHEDULER_NAME.to_string(),
-        instance: Some(match host {
-            "" => SCHEDULER_NAME.to_string(),
-            host => format!("{SCHEDULER_NAME}-{host}"),
-        }),
-    }
+    let instance = match host.trim() {
+        "" => SCHEDULER_NAME.to_string(),
+        host => format!("{SCHEDULER_NAME}-{host}"),
+    };
+    Recorder::new(client, SCHEDULER_NAME).instance(instance)
 }
 
 impl Writer {
     pub fn new(client: kube::Client) -> (Writer, EventSender) {
         let (events, queue) = mpsc::channel(EVENT_QUEUE);
         let sender = EventSender {
-            recorder: Recorder::new(client.clone(), reporter()),
+            recorder: recorder(client.clone()),
             queue,
         };
         (Writer { client, events }, sender)
@@ -131,15 +132,12 @@ impl Writer {
     }
 
     /// Queues an event about `pod`; dropped if too many are waiting.
-    pub fn event(&self, pod: &Pod, type_: EventType, reason: &str, action: &str, note: String) {
+    pub fn event(&self, pod: &Pod, type_: EventType, reason: &'static str, action: &'static str, note: String) {
         let event = PodEvent {
-            event: Event {
-                type_,
-                reason: reason.to_string(),
-                note: Some(note),
-                action: action.to_string(),
-                secondary: None,
-            },
+            type_,
+            reason,
+            action,
+            note,
             pod: pod.object_ref(&()),
         };
         if self.events.try_send(event).is_err() {
@@ -154,9 +152,9 @@ impl EventSender {
         let send = tokio_stream::wrappers::ReceiverStream::new(self.queue).for_each_concurrent(EVENT_WORKERS, |e| {
             let recorder = recorder.clone();
             async move {
-                if let Err(err) = recorder.publish(&e.event, &e.pod).await {
-                    tracing::debug!(error = %err, reason = e.event.reason, "cannot record event");
-                }
+                recorder
+                    .publish_action(&e.pod, e.type_, e.reason, e.action, e.note)
+                    .await
             }
         });
         tokio::select! {
