@@ -247,6 +247,15 @@ async fn job_runs_pods_until_completions_succeed() {
     assert_eq!(c.pods(&selector).await.len(), 3, "no pod beyond completions");
     let table = c.kubectl(&["get", "job", "work"]).await.ok();
     assert!(table.contains("3/3"), "{table}");
+    let described = eventually("the job's events", || async {
+        let out = c.kubectl(&["describe", "job", "work"]).await.ok();
+        (out.contains("Completed") && out.contains("Job completed")).then_some(out)
+    })
+    .await;
+    assert!(
+        described.contains("SuccessfulCreate") && described.contains("Created pod: work-"),
+        "{described}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

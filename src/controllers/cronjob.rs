@@ -17,13 +17,15 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
 
 use super::job::is_finished;
 use super::pods::{controller_reference, is_controlled_by};
+use super::replicaset::Events;
 use super::{Context, Error, drain, retry_after};
 
 /// The annotation with the scheduled time of a Job, in the CronJob's time zone.
@@ -36,12 +38,14 @@ const MANY_MISSED: i64 = 100;
 struct State {
     context: Context,
     jobs: Store<Job>,
+    events: Events,
 }
 
 pub async fn run(context: Context) {
     let cronjobs = context.informers.synced::<CronJob>().await;
     let jobs = context.informers.synced::<Job>().await;
     let state = Arc::new(State {
+        events: Events::new(context.client.clone(), "cronjob-controller"),
         context,
         jobs: jobs.store().clone(),
     });
@@ -141,10 +145,21 @@ async fn reconcile(cronjob: Arc<CronJob>, state: Arc<State>) -> Result<Action, E
 
     // Reconcile the active list with the Jobs that exist.
     let children: HashSet<String> = jobs.iter().filter_map(|j| j.uid()).collect();
+    let regarding = cronjob.object_ref(&());
     for job in &jobs {
         let listed = active.iter().any(|r| r.uid == job.uid());
         if listed && is_finished(job) {
             active.retain(|r| r.uid != job.uid());
+            let how = if condition(job, "Complete") {
+                "Complete"
+            } else {
+                "Failed"
+            };
+            let note = format!("Saw completed job: {}, condition: {how}", job.name_any());
+            state
+                .events
+                .publish(&regarding, EventType::Normal, "SawCompletedJob", note)
+                .await;
         }
         if condition(job, "Complete")
             && let Some(done) = job.status.as_ref().and_then(|s| s.completion_time.clone())
@@ -161,7 +176,14 @@ async fn reconcile(cronjob: Arc<CronJob>, state: Arc<State>) -> Result<Action, E
         // Not in the cache: ask the API before calling it missing.
         match job_api.get_opt(entry.name.as_deref().unwrap_or_default()).await? {
             Some(job) if job.uid() == entry.uid => {}
-            _ => gone.push(entry.uid.clone()),
+            _ => {
+                gone.push(entry.uid.clone());
+                let note = format!("Active job went missing: {}", entry.name.as_deref().unwrap_or_default());
+                state
+                    .events
+                    .publish(&regarding, EventType::Normal, "MissingJob", note)
+                    .await;
+            }
         }
     }
     active.retain(|r| !gone.contains(&r.uid));
@@ -171,7 +193,20 @@ async fn reconcile(cronjob: Arc<CronJob>, state: Arc<State>) -> Result<Action, E
     } else {
         match schedule::parse(&spec.schedule, spec.time_zone.as_deref()) {
             Err(err) => {
-                tracing::info!(cronjob = %name, namespace = %namespace, error = %err, "unparseable schedule, not starting jobs");
+                let (reason, note) = match err {
+                    schedule::Error::TimeZone(_) => (
+                        "UnknownTimeZone",
+                        format!(
+                            "invalid timeZone: {:?}: {err}",
+                            spec.time_zone.as_deref().unwrap_or_default()
+                        ),
+                    ),
+                    _ => (
+                        "UnparseableSchedule",
+                        format!("unparseable schedule: {:?} : {err}", spec.schedule),
+                    ),
+                };
+                state.events.publish(&regarding, EventType::Warning, reason, note).await;
                 Action::await_change()
             }
             Ok(schedule) => {
@@ -191,8 +226,11 @@ async fn reconcile(cronjob: Arc<CronJob>, state: Arc<State>) -> Result<Action, E
                     None => wake,
                     Some((scheduled, missed)) => {
                         if missed > MANY_MISSED {
-                            tracing::warn!(cronjob = %name, namespace = %namespace, missed,
-                                "too many missed start times; set or decrease .spec.startingDeadlineSeconds or check clock skew");
+                            let note = "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew";
+                            state
+                                .events
+                                .publish(&regarding, EventType::Warning, "TooManyMissedTimes", note.into())
+                                .await;
                         }
                         let too_late = spec
                             .starting_deadline_seconds
@@ -201,19 +239,47 @@ async fn reconcile(cronjob: Arc<CronJob>, state: Arc<State>) -> Result<Action, E
                         let done = active.iter().any(|r| r.name.as_deref() == Some(job_name.as_str()))
                             || status.last_schedule_time.as_ref().is_some_and(|t| t.0 == scheduled);
                         let forbid = spec.concurrency_policy.as_deref() == Some("Forbid") && !active.is_empty();
+                        if too_late {
+                            let when = scheduled.strftime("%a, %d %b %Y %H:%M:%S %z").to_string();
+                            let note = format!("Missed scheduled time to start a job: {when}");
+                            state
+                                .events
+                                .publish(&regarding, EventType::Warning, "MissSchedule", note)
+                                .await;
+                        } else if forbid && !done {
+                            let note =
+                                "Not starting job because prior execution is running and concurrency policy is Forbid";
+                            state
+                                .events
+                                .publish(&regarding, EventType::Normal, "JobAlreadyActive", note.into())
+                                .await;
+                        }
                         if too_late || done || forbid {
                             wake
                         } else {
                             if spec.concurrency_policy.as_deref() == Some("Replace") {
                                 for entry in active.drain(..) {
-                                    delete_job(&job_api, entry.name.as_deref().unwrap_or_default()).await?;
+                                    let job_name = entry.name.as_deref().unwrap_or_default();
+                                    delete_job(&job_api, job_name).await?;
+                                    let note = format!("Deleted job {job_name}");
+                                    state
+                                        .events
+                                        .publish(&regarding, EventType::Normal, "SuccessfulDelete", note)
+                                        .await;
                                 }
                             }
                             let Some(job) = job_for(&cronjob, scheduled, schedule.time_zone()) else {
                                 return Ok(Action::await_change());
                             };
                             let started = match job_api.create(&PostParams::default(), &job).await {
-                                Ok(created) => Some(created),
+                                Ok(created) => {
+                                    let note = format!("Created job {}", created.name_any());
+                                    state
+                                        .events
+                                        .publish(&regarding, EventType::Normal, "SuccessfulCreate", note)
+                                        .await;
+                                    Some(created)
+                                }
                                 Err(kube::Error::Api(status)) if status.code == 409 => {
                                     // Created before the status said so: adopt it if it is ours.
                                     let existing = job_api.get(&job_name).await?;
@@ -253,16 +319,23 @@ async fn reconcile(cronjob: Arc<CronJob>, state: Arc<State>) -> Result<Action, E
             Err(err) => return Err(err.into()),
         }
     }
-    cleanup(&job_api, spec, &jobs).await?;
+    for deleted in cleanup(&job_api, spec, &jobs).await? {
+        let note = format!("Deleted job {deleted}");
+        state
+            .events
+            .publish(&regarding, EventType::Normal, "SuccessfulDelete", note)
+            .await;
+    }
     Ok(action)
 }
 
-/// Deletes the oldest finished Jobs beyond the history limits.
+/// Deletes the oldest finished Jobs beyond the history limits; returns their names.
 async fn cleanup(
     api: &Api<Job>,
     spec: &k8s_openapi::api::batch::v1::CronJobSpec,
     jobs: &[Arc<Job>],
-) -> Result<(), Error> {
+) -> Result<Vec<String>, Error> {
+    let mut deleted = Vec::new();
     for (kind, limit) in [
         ("Complete", spec.successful_jobs_history_limit),
         ("Failed", spec.failed_jobs_history_limit),
@@ -285,9 +358,10 @@ async fn cleanup(
         });
         for job in finished.into_iter().take(excess) {
             delete_job(api, &job.name_any()).await?;
+            deleted.push(job.name_any());
         }
     }
-    Ok(())
+    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -20,13 +20,15 @@ use k8s_openapi::api::core::v1::{
     Toleration,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 
 use super::history::{self, Wanted};
 use super::pods::{self, Expectations, Written, controller_reference, is_available, is_ready};
+use super::replicaset::Events;
 use super::{Context, Error, drain, retry_after};
 
 /// The pod label with the hash of the template revision the pod runs.
@@ -44,6 +46,7 @@ struct State {
     revisions: Store<ControllerRevision>,
     expectations: Expectations,
     written: Written,
+    events: Events,
     /// Per (DaemonSet uid, node): failed pods replaced in a row and when to allow the next.
     failures: Mutex<HashMap<(String, String), (u32, Timestamp)>>,
 }
@@ -54,6 +57,7 @@ pub async fn run(context: Context) {
     let pods = context.informers.synced::<Pod>().await;
     let revisions = context.informers.synced::<ControllerRevision>().await;
     let state = Arc::new(State {
+        events: Events::new(context.client.clone(), "daemonset-controller"),
         context,
         nodes: nodes.store().clone(),
         pods: pods.store().clone(),
@@ -668,6 +672,7 @@ async fn reconcile(ds: Arc<DaemonSet>, state: Arc<State>) -> Result<Action, Erro
     let mut plan = plan(&ds, &nodes, &owned, &hash, now, &failures, manage);
     plan.status.collision_count = (collision_count > 0).then_some(collision_count);
 
+    let regarding = ds.object_ref(&());
     for pod_name in &plan.delete {
         let Some(pod) = owned.iter().find(|p| p.name_any() == *pod_name) else {
             continue;
@@ -688,7 +693,13 @@ async fn reconcile(ds: Arc<DaemonSet>, state: Arc<State>) -> Result<Action, Erro
         }
         state.expectations.deleted(&uid, &**pod);
         match pod_api.delete(pod_name, &DeleteParams::default()).await {
-            Ok(_) => {}
+            Ok(_) => {
+                let note = format!("Deleted pod: {pod_name}");
+                state
+                    .events
+                    .publish(&regarding, EventType::Normal, "SuccessfulDelete", note)
+                    .await;
+            }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(err) => return Err(err.into()),
         }
@@ -696,7 +707,14 @@ async fn reconcile(ds: Arc<DaemonSet>, state: Arc<State>) -> Result<Action, Erro
     for node in &plan.create {
         let Some(pod) = new_pod(&ds, node, &hash) else { break };
         match pod_api.create(&PostParams::default(), &pod).await {
-            Ok(created) => state.expectations.created(&uid, &created),
+            Ok(created) => {
+                state.expectations.created(&uid, &created);
+                let note = format!("Created pod: {}", created.name_any());
+                state
+                    .events
+                    .publish(&regarding, EventType::Normal, "SuccessfulCreate", note)
+                    .await;
+            }
             Err(kube::Error::Api(status)) if status.code == 403 => break,
             Err(err) => return Err(err.into()),
         }

@@ -22,15 +22,17 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTermina
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::pods::{
     self, Expectations, Written, controller_of, controller_reference, is_active, is_deleting, is_ready, phase,
 };
+use super::replicaset::Events;
 use super::{Context, Error, drain, retry_after};
 
 /// The finalizer that keeps a finished pod until the Job has counted it.
@@ -53,6 +55,7 @@ struct State {
     pods: Store<Pod>,
     expectations: Expectations,
     written: Written,
+    events: Events,
     /// Per Job uid: failures since the last success and when the last one was seen.
     backoff: Mutex<HashMap<String, (u32, Timestamp)>>,
 }
@@ -61,6 +64,7 @@ pub async fn run(context: Context) {
     let jobs = context.informers.synced::<Job>().await;
     let pods = context.informers.synced::<Pod>().await;
     let state = Arc::new(State {
+        events: Events::new(context.client.clone(), "job-controller"),
         context,
         jobs: jobs.store().clone(),
         pods: pods.store().clone(),
@@ -609,14 +613,27 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action, Error> {
     let can_manage = state.expectations.satisfied(&uid, &state.pods);
     let plan = plan(&job, &pods, now, backoff, can_manage);
 
+    let regarding = job.object_ref(&());
     for pod in &plan.delete {
         state.expectations.deleted(&uid, &**pod);
         ignore_missing(pod_api.delete(&pod.name_any(), &DeleteParams::default()).await)?;
+        let note = format!("Deleted pod: {}", pod.name_any());
+        state
+            .events
+            .publish(&regarding, EventType::Normal, "SuccessfulDelete", note)
+            .await;
     }
     for index in &plan.create {
         let Some(pod) = new_pod(&job, *index) else { break };
         match pod_api.create(&PostParams::default(), &pod).await {
-            Ok(created) => state.expectations.created(&uid, &created),
+            Ok(created) => {
+                state.expectations.created(&uid, &created);
+                let note = format!("Created pod: {}", created.name_any());
+                state
+                    .events
+                    .publish(&regarding, EventType::Normal, "SuccessfulCreate", note)
+                    .await;
+            }
             // The namespace is going away: nothing to run.
             Err(kube::Error::Api(status)) if status.code == 403 => break,
             Err(err) => return Err(err.into()),
@@ -637,6 +654,9 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action, Error> {
             }
             Err(err) => return Err(err.into()),
         }
+        for (type_, reason, note) in transitions(&job, &plan.status) {
+            state.events.publish(&regarding, type_, &reason, note).await;
+        }
     }
     if plan.new_failed > 0 || plan.new_succeeded > 0 {
         let mut backoff = state.backoff.lock().unwrap_or_else(PoisonError::into_inner);
@@ -653,6 +673,38 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action, Error> {
         .requeue
         .map(|after| Action::requeue(after + Duration::from_millis(100)))
         .unwrap_or_else(Action::await_change))
+}
+
+/// The events of the conditions a new status turns on (`Completed`, the
+/// failure reason, `Suspended`, `Resumed`).
+fn transitions(job: &Job, status: &JobStatus) -> Vec<(EventType, String, String)> {
+    let before = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let mut events = Vec::new();
+    for condition in status.conditions.iter().flatten() {
+        let was = before
+            .iter()
+            .find(|c| c.type_ == condition.type_)
+            .map(|c| c.status.as_str());
+        if was == Some(condition.status.as_str()) {
+            continue;
+        }
+        match (condition.type_.as_str(), condition.status.as_str()) {
+            ("Complete", "True") => events.push((EventType::Normal, "Completed".into(), "Job completed".into())),
+            ("Failed", "True") => events.push((
+                EventType::Warning,
+                condition.reason.clone().unwrap_or_else(|| "Failed".into()),
+                condition.message.clone().unwrap_or_default(),
+            )),
+            ("Suspended", "True") => events.push((EventType::Normal, "Suspended".into(), "Job suspended".into())),
+            ("Suspended", "False") => events.push((EventType::Normal, "Resumed".into(), "Job resumed".into())),
+            _ => {}
+        }
+    }
+    events
 }
 
 /// `ttlSecondsAfterFinished`: deletes a finished Job (and, in the foreground,

@@ -24,12 +24,14 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::history::{self, Wanted};
 use super::pods::{self, Written, controller_reference, is_available, is_ready};
+use super::replicaset::Events;
 use super::{Context, Error, drain, retry_after};
 
 /// The pod label naming the revision (the ControllerRevision's name) a pod runs.
@@ -45,6 +47,7 @@ struct State {
     claims: Store<PersistentVolumeClaim>,
     revisions: Store<ControllerRevision>,
     written: Written,
+    events: Events,
 }
 
 pub async fn run(context: Context) {
@@ -53,6 +56,7 @@ pub async fn run(context: Context) {
     let claims = context.informers.synced::<PersistentVolumeClaim>().await;
     let revisions = context.informers.synced::<ControllerRevision>().await;
     let state = Arc::new(State {
+        events: Events::new(context.client.clone(), "statefulset-controller"),
         context,
         pods: pods.store().clone(),
         claims: claims.store().clone(),
@@ -399,6 +403,7 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action, E
     };
     let status_before = status(&set, &pods, &current_name, &update_name, collision_count, now);
 
+    let regarding = set.object_ref(&());
     for step in steps(&pods, &policy, &update_name, now) {
         match step {
             Step::Create(ordinal) => {
@@ -408,7 +413,16 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action, E
                         continue;
                     }
                     match claim_api.create(&PostParams::default(), &claim).await {
-                        Ok(_) => {}
+                        Ok(created) => {
+                            let note = format!(
+                                "create Claim {} Pod {name}-{ordinal} in StatefulSet {name} success",
+                                created.name_any()
+                            );
+                            state
+                                .events
+                                .publish(&regarding, EventType::Normal, "SuccessfulCreate", note)
+                                .await;
+                        }
                         Err(kube::Error::Api(s)) if s.code == 409 => {}
                         Err(err) => return Err(err.into()),
                     }
@@ -422,7 +436,13 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action, E
                     continue;
                 };
                 match pod_api.create(&PostParams::default(), &pod).await {
-                    Ok(_) => {}
+                    Ok(created) => {
+                        let note = format!("create Pod {} in StatefulSet {name} successful", created.name_any());
+                        state
+                            .events
+                            .publish(&regarding, EventType::Normal, "SuccessfulCreate", note)
+                            .await;
+                    }
                     // Already there (the cache lags) or the namespace is going away.
                     Err(kube::Error::Api(s)) if s.code == 409 || s.code == 403 => {}
                     Err(err) => return Err(err.into()),
@@ -446,7 +466,13 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action, E
                     adopt_claims(&claim_api, &state.claims, &set, pod, ordinal, &namespace).await?;
                 }
                 match pod_api.delete(&pod_name, &DeleteParams::default()).await {
-                    Ok(_) => {}
+                    Ok(_) => {
+                        let note = format!("delete Pod {pod_name} in StatefulSet {name} successful");
+                        state
+                            .events
+                            .publish(&regarding, EventType::Normal, "SuccessfulDelete", note)
+                            .await;
+                    }
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(err) => return Err(err.into()),
                 }
