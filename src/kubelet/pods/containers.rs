@@ -281,6 +281,8 @@ pub async fn ensure_image(
     // No registry reachable but the image is here (an airgapped node with
     // imported images and `imagePullPolicy: Always`): run what we have.
     if let Ok(mut b) = node.image_backoff.lock() {
+        // Entries are per pod: forget expired ones (deleted pods) as new ones come.
+        b.gc(SystemTime::now());
         b.next(&key, SystemTime::now());
     }
     if let Some(img) = present {
