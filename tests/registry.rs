@@ -159,6 +159,10 @@ fn pulls_with_secrets_mirrors_and_policies() {
         &pod_manifest("no-secret", &private_image, None, "IfNotPresent"),
     );
     create(&server, &pod_manifest("never", "kube.test/not-here:1", None, "Never"));
+    // No registry in reach (no DNS, no network) but the image was imported: an
+    // airgapped node runs it even with `Always`, as `kubectl create deployment
+    // --image=busybox` asks.
+    create(&server, &pod_manifest("airgapped", "busybox", None, "Always"));
     create(
         &server,
         &pod_manifest(
@@ -219,12 +223,17 @@ fn pulls_with_secrets_mirrors_and_policies() {
         "{ok:#}"
     );
     wait_pod(&server, "mirrored", "Running from the mirror", running);
+    wait_pod(&server, "airgapped", "Running from the imported image", running);
 
-    // The credential-less pod is still refused by the registry on its retries
-    // (its back-off is its own, not the secret pod's).
-    let p = pod(&server, "no-secret");
-    assert!(
-        matches!(waiting_reason(&p), "ImagePullBackOff" | "ErrImagePull"),
-        "{p:#}"
+    // Now that the image is on the node, a pod that must pull (`Always`) without
+    // credentials is still refused: the registry answered 401, so the present image
+    // is not used as it is when no registry can be reached at all.
+    create(
+        &server,
+        &pod_manifest("always-no-secret", &private_image, None, "Always"),
     );
+    let refused = wait_pod(&server, "always-no-secret", "ErrImagePull", |p| {
+        matches!(waiting_reason(p), "ErrImagePull" | "ImagePullBackOff")
+    });
+    assert_ne!(refused["status"]["phase"], "Running", "{refused:#}");
 }

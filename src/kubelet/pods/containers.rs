@@ -140,6 +140,18 @@ pub fn image_backoff_key(pod: &Pod, image: &str) -> String {
     format!("{}_{image}", pod.metadata.uid.as_deref().unwrap_or_default())
 }
 
+/// The back-off of pulls that found no registry while the image was already here.
+fn offline_backoff_key(key: &str) -> String {
+    format!("offline_{key}")
+}
+
+/// Whether a pull failed before any registry answered (DNS, connection refused,
+/// timeout: containerd says "failed to do request"), as opposed to a registry that
+/// answered with an error such as 401 Unauthorized or 404 Not Found.
+fn registry_unreachable(error: &str) -> bool {
+    error.contains("failed to do request")
+}
+
 /// `EnsureImageExists`: the image's ID (what the container is created from), or why
 /// there is none.
 pub async fn ensure_image(
@@ -192,15 +204,22 @@ pub async fn ensure_image(
     // Per pod and image, as upstream (`<pod UID>_<image>`): a pod without the
     // right pull secret never holds back one that has it.
     let key = image_backoff_key(pod, &image);
-    let until = node.image_backoff.lock().ok().and_then(|b| b.until(&key));
-    if let Some(until) = until
-        && SystemTime::now() < until
+    let offline_key = offline_backoff_key(&key);
+    let now = SystemTime::now();
+    let (until, offline_until) = match node.image_backoff.lock() {
+        Ok(b) => (b.until(&key), b.until(&offline_key)),
+        Err(_) => (None, None),
+    };
+    // A registry that could not be reached is not asked again for the same image
+    // until the back-off ends; an image already here is used meanwhile.
+    if let (Some(until), Some(img)) = (offline_until, &present)
+        && now < until
     {
-        // A registry that just failed is not asked again for the same image until
-        // the back-off ends; an image already here is used meanwhile.
-        if let Some(img) = present {
-            return Ok(img);
-        }
+        return Ok(img.clone());
+    }
+    if let Some(until) = until
+        && now < until
+    {
         node.recorder.normal(
             &object,
             Some(&container.name),
@@ -279,13 +298,17 @@ pub async fn ensure_image(
         };
     }
     // No registry reachable but the image is here (an airgapped node with
-    // imported images and `imagePullPolicy: Always`): run what we have.
+    // imported images and `imagePullPolicy: Always`): run what we have. A registry
+    // that answered and refused (no credentials, no such image) gets no such
+    // fallback, so a pod without the pull secret never runs a private image that
+    // another pod pulled.
+    let fallback = present.filter(|_| registry_unreachable(&error));
     if let Ok(mut b) = node.image_backoff.lock() {
         // Entries are per pod: forget expired ones (deleted pods) as new ones come.
         b.gc(SystemTime::now());
-        b.next(&key, SystemTime::now());
+        b.next(if fallback.is_some() { &offline_key } else { &key }, SystemTime::now());
     }
-    if let Some(img) = present {
+    if let Some(img) = fallback {
         node.recorder.warning(
             &object,
             Some(&container.name),
@@ -777,6 +800,19 @@ mod tests {
         assert_eq!(pull_policy(&c("localhost:5000/busybox:v1", None)), "IfNotPresent");
         assert_eq!(pull_policy(&c("busybox@sha256:abc", None)), "IfNotPresent");
         assert_eq!(pull_policy(&c("busybox", Some("Never"))), "Never");
+    }
+
+    #[test]
+    fn only_an_unreachable_registry_falls_back_to_a_present_image() {
+        assert!(registry_unreachable(
+            "failed to pull and unpack image \"docker.io/library/busybox:latest\": failed to resolve reference \"docker.io/library/busybox:latest\": failed to do request: Head \"https://registry-1.docker.io/v2/library/busybox/manifests/latest\": dial tcp: lookup registry-1.docker.io on 10.255.255.53:53: no such host"
+        ));
+        assert!(!registry_unreachable(
+            "failed to pull and unpack image \"127.0.0.1:5000/busybox:v1\": failed to resolve reference \"127.0.0.1:5000/busybox:v1\": pulling from host 127.0.0.1:5000 failed with status code [manifests v1]: 401 Unauthorized"
+        ));
+        assert!(!registry_unreachable(
+            "failed to resolve reference \"127.0.0.1:5000/nope:v1\": 127.0.0.1:5000/nope:v1: not found"
+        ));
     }
 
     #[test]
