@@ -5,7 +5,10 @@
 //! Event instead of creating another: `series.count` and `series.lastObservedTime`,
 //! and the core/v1 view's `count` and `lastTimestamp` (`deprecatedCount`,
 //! `deprecatedLastTimestamp`), so `kubectl get events` shows `(x3 over 2m)`. Writes
-//! for one series are serialised so that counts never go back. The apiserver
+//! for one series are serialised so that counts never go back. As client-go's event
+//! broadcaster, [`Recorder::publish`] only queues the event: a few writers send it,
+//! and an event that finds the queue full is dropped, so recording never holds up
+//! the work it reports (a ReplicaSet's pod creations, say). The apiserver
 //! expires events an hour after their last write (see `api::kinds::events`).
 //!
 //! kube-runtime's `Recorder` also makes series, but keys them by reason alone, so
@@ -21,10 +24,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 pub use kube::runtime::events::EventType;
+use tokio::sync::Semaphore;
 
 /// How long after its last occurrence a repeat still joins a series (client-go's
 /// events recorder ends a series after 6 minutes without one).
 pub const SERIES_WINDOW: SignedDuration = SignedDuration::from_secs(6 * 60);
+/// Events queued per recorder before new ones are dropped.
+const QUEUE: usize = 4096;
+/// Events of one recorder written at once.
+const WRITERS: usize = 16;
 /// Series remembered before ended ones are forgotten.
 const SWEEP_AT: usize = 4096;
 
@@ -52,6 +60,8 @@ pub struct Recorder {
     controller: String,
     instance: String,
     series: Arc<Mutex<HashMap<Key, Arc<tokio::sync::Mutex<Series>>>>>,
+    queued: Arc<Semaphore>,
+    writers: Arc<Semaphore>,
 }
 
 fn type_name(type_: EventType) -> &'static str {
@@ -70,6 +80,8 @@ impl Recorder {
             controller: controller.to_string(),
             instance: controller.to_string(),
             series: Arc::default(),
+            queued: Arc::new(Semaphore::new(QUEUE)),
+            writers: Arc::new(Semaphore::new(WRITERS)),
         }
     }
 
@@ -79,21 +91,27 @@ impl Recorder {
         self
     }
 
-    /// Records an event about `regarding` (its `action` is the reason, as
-    /// kube-controller-manager's controllers record it); a failure is only logged.
+    /// Queues an event about `regarding` (its `action` is the reason, as
+    /// kube-controller-manager's controllers record it) and returns; a failure to
+    /// write it is only logged.
     pub async fn publish(&self, regarding: &ObjectReference, type_: EventType, reason: &str, note: String) {
-        self.publish_action(regarding, type_, reason, reason, note).await
+        let Ok(queued) = self.queued.clone().try_acquire_owned() else {
+            tracing::debug!(reason, "event queue full, event dropped");
+            return;
+        };
+        let (recorder, regarding, reason) = (self.clone(), regarding.clone(), reason.to_string());
+        tokio::spawn(async move {
+            let _queued = queued;
+            let Ok(_writing) = recorder.writers.acquire().await else {
+                return;
+            };
+            recorder.write(&regarding, type_, &reason, &reason, note).await;
+        });
     }
 
-    /// [`Recorder::publish`] with an `action` of its own.
-    pub async fn publish_action(
-        &self,
-        regarding: &ObjectReference,
-        type_: EventType,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) {
+    /// Writes an event with an `action` of its own, and returns once it is written
+    /// (or failed, which is only logged).
+    pub async fn write(&self, regarding: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
         if let Err(err) = self.record(regarding, type_, reason, action, note).await {
             tracing::debug!(error = %err, reason, "recording an event failed");
         }

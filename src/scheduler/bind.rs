@@ -151,11 +151,7 @@ impl EventSender {
         let recorder = Arc::new(self.recorder);
         let send = tokio_stream::wrappers::ReceiverStream::new(self.queue).for_each_concurrent(EVENT_WORKERS, |e| {
             let recorder = recorder.clone();
-            async move {
-                recorder
-                    .publish_action(&e.pod, e.type_, e.reason, e.action, e.note)
-                    .await
-            }
+            async move { recorder.write(&e.pod, e.type_, e.reason, e.action, e.note).await }
         });
         tokio::select! {
             _ = shutdown.cancelled() => {}
