@@ -746,4 +746,24 @@ metadata:
                 .success()
     })
     .await;
+
+    // One watch per kind for the whole process: the collector reads the shared
+    // informers of pods and replica sets, and watches itself only what no other
+    // loop does (config maps, secrets). Not counted: deployments and widgets,
+    // which `kubectl delete` watched to wait for their deletion.
+    let metrics = cluster.ok(&["get", "--raw", "/metrics"]).await;
+    for resource in ["pods", "replicasets", "configmaps", "secrets"] {
+        assert_eq!(watches(&metrics, resource), 1, "watches of {resource}");
+    }
+}
+
+/// How many watches of `resource` the API server has served.
+fn watches(metrics: &str, resource: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| l.contains(&format!("resource=\"{resource}\"")) && l.contains("verb=\"WATCH\""))
+        .filter(|l| l.contains("subresource=\"\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }

@@ -2,9 +2,12 @@
 //! objects whose owners are gone, for every kind the API serves.
 //!
 //! As upstream, a *graph builder* keeps a graph of every object's
-//! ownerReferences, fed by one metadata-only watch per resource that supports
-//! list, watch and delete (found through API discovery, again whenever a
-//! CustomResourceDefinition changes; events are left out). Owners referenced but
+//! ownerReferences, fed for every resource that supports list, watch and delete
+//! (found through API discovery, again whenever a CustomResourceDefinition
+//! changes; events are left out) by the process's shared informer of the kind
+//! when other loops watch it too (pods, replica sets, ...), else by a
+//! metadata-only watch of its own, as upstream's object-or-metadata informer
+//! factory does: no kind is watched twice. Owners referenced but
 //! not (yet) seen are *virtual* nodes, checked against the API. Two queues of
 //! work follow from changes in the graph:
 //!
@@ -38,6 +41,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditi
 use kube::core::PartialObjectMeta;
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
@@ -45,6 +49,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Context;
+use crate::informer::{Informer, Informers, Kind};
 
 const ORPHAN: &str = "orphan";
 const FOREGROUND: &str = "foregroundDeletion";
@@ -148,6 +153,7 @@ struct Resource {
 /// What workers and the graph builder share.
 struct Collector {
     client: kube::Client,
+    informers: Arc<Informers>,
     graph: Mutex<HashMap<String, Node>>,
     /// (group, kind) to resource, from discovery.
     resources: RwLock<HashMap<(String, String), Resource>>,
@@ -165,6 +171,7 @@ pub async fn run(context: Context) {
     let (orphan_queue, orphan_rx) = Queue::new();
     let collector = Arc::new(Collector {
         client: context.client.clone(),
+        informers: context.informers.clone(),
         graph: Mutex::new(HashMap::new()),
         resources: RwLock::new(HashMap::new()),
         absent: Mutex::new((HashSet::new(), VecDeque::new())),
@@ -229,12 +236,12 @@ impl Collector {
                         if monitors.contains_key(key) {
                             continue;
                         }
-                        let task = tasks.spawn(watch_resource(
-                            self.client.clone(),
-                            resource.clone(),
-                            self.changes.clone(),
-                            listed_tx.clone(),
-                        ));
+                        let changes = self.changes.clone();
+                        let listed = listed_tx.clone();
+                        let task = match shared_informer(&self.informers, resource, changes.clone(), listed.clone()) {
+                            Some(feed) => tasks.spawn(feed),
+                            None => tasks.spawn(watch_resource(self.client.clone(), resource.clone(), changes, listed)),
+                        };
                         monitors.insert(key.clone(), (resource.clone(), task));
                         started += 1;
                     }
@@ -848,6 +855,98 @@ async fn discover(client: &kube::Client) -> Result<HashMap<(String, String), Res
         }
     }
     Ok(found)
+}
+
+/// The feed of one resource from the process's shared informer, when other loops
+/// watch the kind too; `None` for the kinds only the collector watches.
+fn shared_informer(
+    informers: &Informers,
+    resource: &Resource,
+    changes: mpsc::UnboundedSender<Change>,
+    listed: mpsc::UnboundedSender<()>,
+) -> Option<BoxFuture<'static, ()>> {
+    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+    use k8s_openapi::api::{coordination::v1 as coordination, discovery::v1 as discovery, policy::v1 as policy};
+
+    type Feed =
+        fn(&Informers, ApiResource, mpsc::UnboundedSender<Change>, mpsc::UnboundedSender<()>) -> BoxFuture<'static, ()>;
+    fn feed<K: Kind>(
+        informers: &Informers,
+        api: ApiResource,
+        changes: mpsc::UnboundedSender<Change>,
+        listed: mpsc::UnboundedSender<()>,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(follow_informer(informers.get::<K>(), api, changes, listed))
+    }
+    let api = &resource.api;
+    let feed: Feed = match (api.group.as_str(), api.kind.as_str()) {
+        ("", "Pod") => feed::<core::Pod>,
+        ("", "Node") => feed::<core::Node>,
+        ("", "Namespace") => feed::<core::Namespace>,
+        ("", "Service") => feed::<core::Service>,
+        ("", "Endpoints") => feed::<core::Endpoints>,
+        ("", "ServiceAccount") => feed::<core::ServiceAccount>,
+        ("", "PersistentVolumeClaim") => feed::<core::PersistentVolumeClaim>,
+        ("", "ReplicationController") => feed::<core::ReplicationController>,
+        ("apps", "Deployment") => feed::<apps::Deployment>,
+        ("apps", "ReplicaSet") => feed::<apps::ReplicaSet>,
+        ("apps", "StatefulSet") => feed::<apps::StatefulSet>,
+        ("apps", "DaemonSet") => feed::<apps::DaemonSet>,
+        ("apps", "ControllerRevision") => feed::<apps::ControllerRevision>,
+        ("batch", "Job") => feed::<batch::Job>,
+        ("batch", "CronJob") => feed::<batch::CronJob>,
+        ("discovery.k8s.io", "EndpointSlice") => feed::<discovery::EndpointSlice>,
+        ("coordination.k8s.io", "Lease") => feed::<coordination::Lease>,
+        ("policy", "PodDisruptionBudget") => feed::<policy::PodDisruptionBudget>,
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => feed::<CustomResourceDefinition>,
+        _ => return None,
+    };
+    Some(feed(informers, api.clone(), changes, listed))
+}
+
+/// Feeds the graph builder from a shared informer: its cache as the first list,
+/// then every change. The informer streams deleted objects too: one its cache no
+/// longer holds (under that uid) is gone.
+async fn follow_informer<K: Kind>(
+    informer: Informer<K>,
+    api: ApiResource,
+    changes: mpsc::UnboundedSender<Change>,
+    listed: mpsc::UnboundedSender<()>,
+) {
+    let identity = |meta: &ObjectMeta| Identity {
+        api_version: api.api_version.clone(),
+        kind: api.kind.clone(),
+        name: meta.name.clone().unwrap_or_default(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone().unwrap_or_default(),
+    };
+    let upsert = |object: &K| Change::Upsert {
+        identity: identity(object.meta()),
+        meta: Box::new(object.meta().clone()),
+    };
+    // Subscribed before the cache is read, so no change falls in between.
+    let mut objects = std::pin::pin!(informer.subscribe());
+    informer.ready().await;
+    let store = informer.store().clone();
+    for object in store.state() {
+        if changes.send(upsert(&object)).is_err() {
+            return;
+        }
+    }
+    let _ = listed.send(());
+    while let Some(object) = objects.next().await {
+        let held = store.get(&ObjectRef::from_obj(&*object));
+        let change = match held {
+            Some(held) if held.meta().uid == object.meta().uid => upsert(&object),
+            _ => Change::Delete {
+                identity: identity(object.meta()),
+                virtual_: false,
+            },
+        };
+        if changes.send(change).is_err() {
+            return;
+        }
+    }
 }
 
 /// One resource's metadata watch, feeding the graph builder; `listed` hears of
