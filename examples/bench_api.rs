@@ -23,7 +23,6 @@
 //! phase. The result is a table on stdout with the targets next to the figures; progress
 //! goes to stderr. The exit status is 0 even when a target is missed, 1 when a phase failed.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,11 +34,13 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::client::ConfigExt;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{load_config, pct, print_free_ports, proc_status_mb, wait_ready};
 
 const SMALL_NS: &str = "bench-small";
 const LARGE_NS: &str = "bench-large";
@@ -149,40 +150,6 @@ async fn main() -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
-}
-
-/// Reads the kubeconfig once the server has written it.
-async fn load_config(path: &PathBuf, timeout: Duration) -> Result<kube::Config> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let attempt = async {
-            let kubeconfig = Kubeconfig::read_from(path)?;
-            Ok::<_, anyhow::Error>(
-                kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?,
-            )
-        };
-        match attempt.await {
-            Ok(config) => return Ok(config),
-            Err(e) if Instant::now() > deadline => {
-                return Err(e.context(format!("no kubeconfig at {}", path.display())));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
-
-/// Waits until the API serves the `default` namespace.
-async fn wait_ready(client: &Client, timeout: Duration) -> Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let deadline = Instant::now() + timeout;
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), namespaces.get("default")).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) if Instant::now() > deadline => bail!("the API is not ready: {e}"),
-            Err(_) if Instant::now() > deadline => bail!("the API is not ready: no answer"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 /// A kube-rs client whose requests go over one multiplexed HTTP/2 connection.
@@ -800,14 +767,6 @@ impl Row {
     }
 }
 
-fn pct(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 /// "1k" for 1000, "10k" for 10000, else the number.
 fn human(n: usize) -> String {
     if n >= 1000 && n.is_multiple_of(1000) {
@@ -815,24 +774,4 @@ fn human(n: usize) -> String {
     } else {
         n.to_string()
     }
-}
-
-/// A `kB` field of /proc/PID/status in MB.
-fn proc_status_mb(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let fields: BTreeMap<&str, &str> = status.lines().filter_map(|l| l.split_once(':')).collect();
-    let kb: f64 = fields.get(field)?.trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-fn print_free_ports(n: usize) -> Result<()> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    let ports: Vec<String> = listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port().to_string()))
-        .collect::<std::io::Result<_>>()?;
-    println!("{}", ports.join(" "));
-    Ok(())
 }

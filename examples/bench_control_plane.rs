@@ -35,11 +35,13 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
+
+mod common;
+use common::{cpu_seconds, load_config, print_free_ports, proc_status_mb, wait_ready};
 
 const NAMESPACE: &str = "bench";
 
@@ -201,10 +203,10 @@ struct Figures {
 /// status writes sent (up to 60 s, until a second passes with under 1% of a core used).
 async fn idle(args: &Args) -> (Option<f64>, Option<f64>) {
     let settle = Instant::now();
-    let mut last = cpu_seconds(args.server_pid);
+    let mut last = args.server_pid.and_then(cpu_seconds);
     while settle.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = cpu_seconds(args.server_pid);
+        let now = args.server_pid.and_then(cpu_seconds);
         match (now, last) {
             (Some(now), Some(before)) if now - before < 0.01 => break,
             (None, _) | (_, None) => break,
@@ -216,9 +218,9 @@ async fn idle(args: &Args) -> (Option<f64>, Option<f64>) {
         settle.elapsed().as_secs_f64(),
         args.idle_seconds
     );
-    let before = cpu_seconds(args.server_pid);
+    let before = args.server_pid.and_then(cpu_seconds);
     tokio::time::sleep(Duration::from_secs_f64(args.idle_seconds)).await;
-    let idle = cpu_seconds(args.server_pid).zip(before).map(|(a, b)| a - b);
+    let idle = args.server_pid.and_then(cpu_seconds).zip(before).map(|(a, b)| a - b);
     (idle, args.server_pid.and_then(|pid| proc_status_mb(pid, "VmRSS")))
 }
 
@@ -280,12 +282,16 @@ async fn end_to_end(args: &Args, client: Client, clients: Vec<Client>) -> Result
         // Count bindings from a watch started before the first pod exists.
         watcher_task = Some(tokio::spawn(watch_bindings(client.clone(), progress)));
         tokio::time::sleep(Duration::from_millis(500)).await;
-        started = Some((Instant::now(), cpu_seconds(args.server_pid)));
+        started = Some((Instant::now(), args.server_pid.and_then(cpu_seconds)));
     })
     .await?;
     let (start, cpu_before) = started.context("pods created without a watch")?;
     let bound = all_bound(&mut bound_rx, args.pods, Duration::from_secs_f64(args.bind_timeout)).await?;
-    let busy_cpu = cpu_seconds(args.server_pid).zip(cpu_before).map(|(a, b)| a - b);
+    let busy_cpu = args
+        .server_pid
+        .and_then(cpu_seconds)
+        .zip(cpu_before)
+        .map(|(a, b)| a - b);
     let busy_for = start.elapsed();
     let rss = args.server_pid.and_then(|pid| proc_status_mb(pid, "VmRSS"));
     if let Some(task) = watcher_task {
@@ -368,11 +374,15 @@ async fn create_only(args: &Args, client: Client, clients: Vec<Client>) -> Resul
 /// every one is bound.
 async fn drain(args: &Args, client: Client) -> Result<String> {
     let start = Instant::now();
-    let cpu_before = cpu_seconds(args.server_pid);
+    let cpu_before = args.server_pid.and_then(cpu_seconds);
     let (progress, mut bound_rx) = watch::channel(Bound::default());
     let watcher_task = tokio::spawn(watch_bindings(client.clone(), progress));
     let bound = all_bound(&mut bound_rx, args.pods, Duration::from_secs_f64(args.bind_timeout)).await?;
-    let busy_cpu = cpu_seconds(args.server_pid).zip(cpu_before).map(|(a, b)| a - b);
+    let busy_cpu = args
+        .server_pid
+        .and_then(cpu_seconds)
+        .zip(cpu_before)
+        .map(|(a, b)| a - b);
     let busy_for = start.elapsed();
     let rss = args.server_pid.and_then(|pid| proc_status_mb(pid, "VmRSS"));
     watcher_task.abort();
@@ -582,73 +592,4 @@ async fn watch_bindings(client: Client, progress: watch::Sender<Bound>) {
             progress.send_replace(state.clone());
         }
     }
-}
-
-/// utime + stime of the process, in seconds (USER_HZ is 100 on Linux).
-fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-/// A `kB` field of /proc/PID/status in MB.
-fn proc_status_mb(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
-/// Reads the kubeconfig once the server has written it.
-async fn load_config(path: &PathBuf, timeout: Duration) -> Result<kube::Config> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let attempt = async {
-            let kubeconfig = Kubeconfig::read_from(path)?;
-            Ok::<_, anyhow::Error>(
-                kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?,
-            )
-        };
-        match attempt.await {
-            Ok(config) => return Ok(config),
-            Err(e) if Instant::now() > deadline => {
-                return Err(e.context(format!("no kubeconfig at {}", path.display())));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
-
-async fn wait_ready(client: &Client, timeout: Duration) -> Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let deadline = Instant::now() + timeout;
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), namespaces.get("default")).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) if Instant::now() > deadline => bail!("the API is not ready: {e}"),
-            Err(_) if Instant::now() > deadline => bail!("the API is not ready: no answer"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
-
-fn print_free_ports(n: usize) -> Result<()> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    let ports: Vec<String> = listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port().to_string()))
-        .collect::<std::io::Result<_>>()?;
-    println!("{}", ports.join(" "));
-    Ok(())
 }

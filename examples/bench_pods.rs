@@ -32,6 +32,9 @@ use kube::{Client, ResourceExt};
 use kubebox::kubelet::cri::{Cri, Runtime, api};
 use serde_json::json;
 
+mod common;
+use common::{cpu_seconds, pct, proc_status_mb};
+
 const NAMESPACE: &str = "bench-pods";
 const IMAGE: &str = "docker.io/library/busybox:latest";
 
@@ -76,7 +79,13 @@ async fn main() -> Result<()> {
     }
     eprintln!("bench-pods: idle with the last batch running");
     let rss = proc_status_mb(args.server_pid, "VmRSS");
-    let cpu = idle_cpu(args.server_pid, Duration::from_secs(10)).await;
+    // Idle CPU over 10 s, in % of one core.
+    let window = Duration::from_secs(10);
+    let before = cpu_seconds(args.server_pid);
+    tokio::time::sleep(window).await;
+    let cpu = cpu_seconds(args.server_pid)
+        .zip(before)
+        .map(|(after, before)| (after - before) / window.as_secs_f64() * 100.0);
     clean_namespace(&client).await?;
 
     println!(
@@ -269,35 +278,6 @@ async fn clean_namespace(client: &Client) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("pods of {NAMESPACE} still there after 60 s")
-}
-
-/// The process's CPU time over `window` as a percentage of one core.
-async fn idle_cpu(pid: u32, window: Duration) -> Option<f64> {
-    let ticks = || -> Option<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-    };
-    let before = ticks()?;
-    tokio::time::sleep(window).await;
-    let used = ticks()? - before;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(used as f64 / hz / window.as_secs_f64() * 100.0)
-}
-
-fn proc_status_mb(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-fn pct(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 fn ratio(kube: &[Duration], floor: &[Duration]) -> f64 {

@@ -31,6 +31,9 @@ use tokio::sync::Notify;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
+mod common;
+use common::{pct, print_free_ports};
+
 /// Clients sharing one gRPC channel (HTTP/2 connection).
 const CLIENTS_PER_CHANNEL: usize = 16;
 /// Puts before the sequential put phase that are not counted.
@@ -443,18 +446,6 @@ async fn wait_ready(endpoint: &str, timeout: Duration) -> Result<()> {
     }
 }
 
-fn print_free_ports(n: usize) -> Result<()> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    let ports: Vec<String> = listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port().to_string()))
-        .collect::<std::io::Result<_>>()?;
-    println!("{}", ports.join(" "));
-    Ok(())
-}
-
 /// The smallest key greater than every key starting with `prefix` (etcd's `WithPrefix`).
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -466,15 +457,6 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         end.pop();
     }
     vec![0]
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn pct(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn ms(d: Duration) -> f64 {
