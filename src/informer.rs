@@ -161,7 +161,11 @@ impl<K: Kind> Feed<K> {
     /// shutdown. After a (re)list, objects that vanished meanwhile are broadcast as
     /// deletions.
     async fn run(mut self, api: Api<K>, shutdown: CancellationToken) {
-        let events = watcher(api, watcher::Config::default()).default_backoff();
+        // No loop reads managedFields, and they are most of a small object's size
+        // in memory (kube-controller-manager's informers drop them too).
+        let events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|object| object.meta_mut().managed_fields = None);
         let mut events = std::pin::pin!(events);
         let mut listed: HashMap<ObjectRef<K>, Arc<K>> = HashMap::new();
         loop {
@@ -241,14 +245,21 @@ mod tests {
         let informer = informers.get::<ConfigMap>();
         let mut seen = Box::pin(informer.subscribe());
         wait_for(&mut seen, "first").await;
-        let second: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "second"}})).unwrap();
-        configmaps.create(&Default::default(), &second).await.unwrap();
+        let second: ConfigMap =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "second"}, "data": {"k": "v"}})).unwrap();
+        let by_test = kube::api::PostParams {
+            field_manager: Some("test".into()),
+            ..Default::default()
+        };
+        configmaps.create(&by_test, &second).await.unwrap();
         wait_for(&mut seen, "second").await;
-        assert!(
-            informer
-                .store()
-                .get(&ObjectRef::new("second").within("default"))
-                .is_some()
+        let cached = informer.store().get(&ObjectRef::new("second").within("default"));
+        let stored = configmaps.get("second").await.unwrap();
+        assert!(stored.metadata.managed_fields.is_some(), "the API tracks managers");
+        assert_eq!(
+            cached.expect("cached").metadata.managed_fields,
+            None,
+            "not kept in the cache"
         );
         configmaps.delete("first", &Default::default()).await.unwrap();
         wait_for(&mut seen, "first").await;
