@@ -236,10 +236,9 @@ impl Collector {
                         if monitors.contains_key(key) {
                             continue;
                         }
-                        let changes = self.changes.clone();
-                        let listed = listed_tx.clone();
-                        let task = match shared_informer(&self.informers, resource, changes.clone(), listed.clone()) {
-                            Some(feed) => tasks.spawn(feed),
+                        let (changes, listed) = (self.changes.clone(), listed_tx.clone());
+                        let task = match shared_informer(resource) {
+                            Some(feed) => tasks.spawn(feed(&self.informers, resource.api.clone(), changes, listed)),
                             None => tasks.spawn(watch_resource(self.client.clone(), resource.clone(), changes, listed)),
                         };
                         monitors.insert(key.clone(), (resource.clone(), task));
@@ -857,19 +856,17 @@ async fn discover(client: &kube::Client) -> Result<HashMap<(String, String), Res
     Ok(found)
 }
 
-/// The feed of one resource from the process's shared informer, when other loops
-/// watch the kind too; `None` for the kinds only the collector watches.
-fn shared_informer(
-    informers: &Informers,
-    resource: &Resource,
-    changes: mpsc::UnboundedSender<Change>,
-    listed: mpsc::UnboundedSender<()>,
-) -> Option<BoxFuture<'static, ()>> {
+/// How the graph builder hears of one resource from a shared informer: it feeds
+/// `Change`s and says once on `listed` when it has seen the first complete list.
+type Feed =
+    fn(&Informers, ApiResource, mpsc::UnboundedSender<Change>, mpsc::UnboundedSender<()>) -> BoxFuture<'static, ()>;
+
+/// The shared informer's feed for a kind other loops of the process watch too;
+/// `None` for the kinds only the collector watches.
+fn shared_informer(resource: &Resource) -> Option<Feed> {
     use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
     use k8s_openapi::api::{coordination::v1 as coordination, discovery::v1 as discovery, policy::v1 as policy};
 
-    type Feed =
-        fn(&Informers, ApiResource, mpsc::UnboundedSender<Change>, mpsc::UnboundedSender<()>) -> BoxFuture<'static, ()>;
     fn feed<K: Kind>(
         informers: &Informers,
         api: ApiResource,
@@ -879,7 +876,7 @@ fn shared_informer(
         Box::pin(follow_informer(informers.get::<K>(), api, changes, listed))
     }
     let api = &resource.api;
-    let feed: Feed = match (api.group.as_str(), api.kind.as_str()) {
+    Some(match (api.group.as_str(), api.kind.as_str()) {
         ("", "Pod") => feed::<core::Pod>,
         ("", "Node") => feed::<core::Node>,
         ("", "Namespace") => feed::<core::Namespace>,
@@ -900,8 +897,7 @@ fn shared_informer(
         ("policy", "PodDisruptionBudget") => feed::<policy::PodDisruptionBudget>,
         ("apiextensions.k8s.io", "CustomResourceDefinition") => feed::<CustomResourceDefinition>,
         _ => return None,
-    };
-    Some(feed(informers, api.clone(), changes, listed))
+    })
 }
 
 /// Feeds the graph builder from a shared informer: its cache as the first list,
