@@ -637,19 +637,7 @@ async fn reconcile(ds: Arc<DaemonSet>, state: Arc<State>) -> Result<Action, Erro
     let current = history::ensure(
         &revision_api,
         &revisions,
-        Wanted {
-            owner_name: &name,
-            owner,
-            labels: spec
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default(),
-            annotations: ds.metadata.annotations.clone(),
-            hash_label: REVISION_HASH,
-            data: history::template_patch(&spec.template),
-        },
+        Wanted::template(&name, owner, &ds.metadata, &spec.template, REVISION_HASH),
         &mut collision_count,
     )
     .await?;

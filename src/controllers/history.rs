@@ -103,6 +103,30 @@ pub struct Wanted<'a> {
     pub data: Value,
 }
 
+impl<'a> Wanted<'a> {
+    /// The revision of a pod template owned by a DaemonSet or StatefulSet.
+    pub fn template(
+        owner_name: &'a str,
+        owner: OwnerReference,
+        owner_meta: &ObjectMeta,
+        template: &PodTemplateSpec,
+        hash_label: &'static str,
+    ) -> Wanted<'a> {
+        Wanted {
+            owner_name,
+            owner,
+            labels: template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default(),
+            annotations: owner_meta.annotations.clone(),
+            hash_label,
+            data: template_patch(template),
+        }
+    }
+}
+
 /// The revision for `wanted.data`: an existing equal one (renumbered to be the
 /// newest when it is not), else a new one numbered after the newest. A name
 /// taken by other data bumps `collision_count` and tries the next hash.

@@ -364,19 +364,7 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action, E
     let update = history::ensure(
         &revision_api,
         &revisions,
-        Wanted {
-            owner_name: &name,
-            owner,
-            labels: spec
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default(),
-            annotations: set.metadata.annotations.clone(),
-            hash_label: HASH_LABEL,
-            data: history::template_patch(&spec.template),
-        },
+        Wanted::template(&name, owner, &set.metadata, &spec.template, HASH_LABEL),
         &mut collision_count,
     )
     .await?;
