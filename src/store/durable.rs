@@ -43,7 +43,6 @@ use tokio::sync::{Notify, oneshot};
 use super::Shared;
 use super::error::{Result, StoreError};
 use super::types::{Event, TxnResult};
-use super::watch::Batch;
 
 /// How hard the store works to make a commit durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -270,7 +269,7 @@ fn sync(shared: &Shared, mut log: Box<dyn Log>, committed: mpsc::Receiver<Commit
 /// Makes a durable batch visible: the revision, compaction, lease clocks and watch
 /// events, then the answers.
 pub(super) fn publish(shared: &Shared, batch: Committed) {
-    shared.head.store(batch.head, Ordering::Release);
+    shared.hub.publish(&shared.head, batch.head, batch.events);
     if let Some(compact) = batch.effects.compact {
         shared.compact.store(compact, Ordering::Release);
         shared.compactor.notify_one();
@@ -283,13 +282,6 @@ pub(super) fn publish(shared: &Shared, batch: Committed) {
     }
     for id in batch.effects.revoked {
         shared.lessor.remove(id);
-    }
-    if !batch.events.is_empty() {
-        // No receivers is fine: nobody watches.
-        let _ = shared.hub.send(Arc::new(Batch {
-            revision: batch.head,
-            events: batch.events,
-        }));
     }
     shared.durability.reached(batch.number);
     batch.done.into_iter().for_each(Done::send);

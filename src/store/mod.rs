@@ -23,19 +23,20 @@ mod writer;
 pub use durable::Sync;
 pub use error::{Result, StoreError};
 pub use types::*;
-pub use watch::{Batch, Watcher};
+pub use watch::Watcher;
 
 use rusqlite::Connection;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use tokio::sync::{Notify, broadcast, oneshot, watch as tokio_watch};
+use tokio::sync::{Notify, oneshot, watch as tokio_watch};
 use tokio_util::sync::CancellationToken;
 
 use durable::{Durability, Log, WalFile};
 use lease::Lessor;
 use memory::Activity;
+use watch::Hub;
 use writer::{Request, Writer};
 
 /// Largest key plus value accepted in one put (etcd's default `--max-request-bytes`).
@@ -80,7 +81,7 @@ struct Shared {
     compacted_through: tokio_watch::Sender<i64>,
     /// Woken when the compaction revision moves.
     compactor: Notify,
-    hub: broadcast::Sender<Arc<Batch>>,
+    hub: Hub,
     lessor: Lessor,
     cluster_id: u64,
     member_id: u64,
@@ -124,7 +125,7 @@ impl Store {
             activity: Activity::default(),
             compacted_through: tokio_watch::Sender::new(compacted_through),
             compactor: Notify::new(),
-            hub: broadcast::Sender::new(watch::HUB_CAPACITY),
+            hub: Hub::default(),
             lessor,
             cluster_id,
             member_id,

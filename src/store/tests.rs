@@ -485,7 +485,7 @@ async fn a_watcher_that_falls_far_behind_still_sees_every_event() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("state.db"), Options { sync: Sync::Normal }).unwrap();
     let mut watcher = store.watch(KeyRange::prefix("/s/"), 0).unwrap();
-    let n = watch::HUB_CAPACITY as i64 + 300;
+    let n = watch::INBOX_CAPACITY as i64 + 300;
     for i in 0..n {
         store.put(format!("/s/{}", i % 7), i.to_string()).await.unwrap();
     }

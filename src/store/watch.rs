@@ -1,16 +1,18 @@
-//! Watches. The writer hands every committed batch of events to a broadcast hub;
-//! a watcher that starts in the past (or falls behind the hub) first replays history
-//! from the database, then follows the hub. Nothing polls: an idle watcher sleeps on
-//! the hub. A watcher whose history has been compacted away gets `Compacted` and must
-//! relist; it never silently skips events.
+//! Watches. The hub hands every durable batch of events only to the watchers whose
+//! range it touches, so a write wakes only the watchers that care about it. A watcher
+//! that starts in the past (or falls behind) first replays history from the database,
+//! then follows its inbox. Nothing polls: an idle watcher sleeps on its inbox. A
+//! watcher whose history has been compacted away gets `Compacted` and must relist;
+//! it never silently skips events.
 
-use std::sync::Arc;
-use tokio::sync::broadcast;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
 
-use super::Store;
 use super::error::{Result, StoreError};
-use super::sqlite;
 use super::types::{Event, KeyRange};
+use super::{Store, lock, sqlite};
 
 /// The events of one commit, possibly spanning several revisions, ending at `revision`.
 #[derive(Debug)]
@@ -19,46 +21,123 @@ pub struct Batch {
     pub events: Vec<Event>,
 }
 
-/// Batches the hub keeps for watchers that are behind before they must replay.
-pub const HUB_CAPACITY: usize = 1024;
+/// Batches an inbox holds for a watcher that is behind; past that it drops them and
+/// the watcher replays from the database.
+pub const INBOX_CAPACITY: usize = 1024;
 
 /// Revisions read from the database per replay step.
 const REPLAY_WINDOW: i64 = 1024;
 
+/// The registered watchers. The store's published revision moves under the same lock,
+/// so a watcher registering sees each batch either in its inbox or below the revision
+/// it reads.
+#[derive(Default)]
+pub(super) struct Hub {
+    inboxes: Mutex<Vec<Arc<Inbox>>>,
+}
+
+impl Hub {
+    /// Publishes `revision` as the store's `head`, and hands `events` (the batch that
+    /// brought it) to every watcher whose range holds one of their keys.
+    pub fn publish(&self, head: &AtomicI64, revision: i64, events: Vec<Event>) {
+        let inboxes = lock(&self.inboxes);
+        if !events.is_empty() {
+            let batch = Arc::new(Batch { revision, events });
+            for inbox in inboxes.iter() {
+                if batch.events.iter().any(|e| inbox.range.contains(&e.kv.key)) {
+                    inbox.push(&batch);
+                }
+            }
+        }
+        head.store(revision, Ordering::Release);
+    }
+
+    /// Registers a watcher of `range`; returns its inbox and the revision published
+    /// when it registered (everything after it will reach the inbox).
+    fn register(&self, head: &AtomicI64, range: KeyRange) -> (Arc<Inbox>, i64) {
+        let inbox = Arc::new(Inbox {
+            range,
+            queue: Mutex::default(),
+            ready: Notify::new(),
+        });
+        let mut inboxes = lock(&self.inboxes);
+        inboxes.push(inbox.clone());
+        (inbox, head.load(Ordering::Acquire))
+    }
+
+    fn unregister(&self, inbox: &Arc<Inbox>) {
+        lock(&self.inboxes).retain(|i| !Arc::ptr_eq(i, inbox));
+    }
+}
+
+/// Batches waiting for one watcher.
+struct Inbox {
+    range: KeyRange,
+    queue: Mutex<Queue>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct Queue {
+    batches: VecDeque<Arc<Batch>>,
+    /// Batches were dropped: the watcher must replay.
+    overflowed: bool,
+}
+
+impl Inbox {
+    fn push(&self, batch: &Arc<Batch>) {
+        let mut queue = lock(&self.queue);
+        if queue.batches.len() >= INBOX_CAPACITY {
+            queue.batches.clear();
+            queue.overflowed = true;
+        } else if !queue.overflowed {
+            queue.batches.push_back(batch.clone());
+        }
+        drop(queue);
+        self.ready.notify_one();
+    }
+}
+
 pub struct Watcher {
     store: Store,
-    range: KeyRange,
+    inbox: Arc<Inbox>,
     /// The first revision not yet delivered.
     next: i64,
-    hub: broadcast::Receiver<Arc<Batch>>,
     replaying: bool,
 }
 
 impl Watcher {
     pub(super) fn new(store: Store, range: KeyRange, start_revision: i64) -> Result<Self> {
-        // Subscribe before reading the head: a batch committed in between is then
-        // both in the hub and at most the head, and is skipped by revision.
-        let hub = store.shared.hub.subscribe();
-        let head = store.revision();
+        let (inbox, head) = store.shared.hub.register(&store.shared.head, range);
         let next = if start_revision <= 0 { head + 1 } else { start_revision };
-        let compact = store.compact_revision();
+        let watcher = Watcher {
+            next,
+            replaying: next <= head,
+            inbox,
+            store,
+        };
+        let compact = watcher.store.compact_revision();
         if next < compact {
             return Err(StoreError::Compacted {
                 compact_revision: compact,
             });
         }
-        Ok(Watcher {
-            store,
-            range,
-            next,
-            hub,
-            replaying: next <= head,
-        })
+        Ok(watcher)
     }
 
     /// The revision the next event will have at least.
     pub fn next_revision(&self) -> i64 {
-        self.next
+        if self.replaying {
+            return self.next;
+        }
+        // Read before the inbox: every batch up to `head` is in it by then.
+        let head = self.store.revision();
+        let queue = lock(&self.inbox.queue);
+        if queue.batches.is_empty() && !queue.overflowed {
+            self.next.max(head + 1)
+        } else {
+            self.next
+        }
     }
 
     /// Waits for the next events in the range, oldest first.
@@ -73,25 +152,38 @@ impl Watcher {
                 }
                 continue;
             }
-            match self.hub.recv().await {
-                Ok(batch) => {
-                    if batch.revision < self.next {
-                        continue;
-                    }
-                    let events: Vec<Event> = batch
+            let (batches, overflowed) = {
+                let mut queue = lock(&self.inbox.queue);
+                (
+                    std::mem::take(&mut queue.batches),
+                    std::mem::take(&mut queue.overflowed),
+                )
+            };
+            if overflowed {
+                // The database has everything the inbox dropped.
+                self.replaying = true;
+                continue;
+            }
+            if batches.is_empty() {
+                self.inbox.ready.notified().await;
+                continue;
+            }
+            let mut events = Vec::new();
+            for batch in &batches {
+                if batch.revision < self.next {
+                    continue;
+                }
+                events.extend(
+                    batch
                         .events
                         .iter()
-                        .filter(|e| e.kv.mod_revision >= self.next && self.range.contains(&e.kv.key))
-                        .cloned()
-                        .collect();
-                    self.next = batch.revision + 1;
-                    if !events.is_empty() {
-                        return Ok(events);
-                    }
-                }
-                // Fell behind the hub: the database has everything it missed.
-                Err(broadcast::error::RecvError::Lagged(_)) => self.replaying = true,
-                Err(broadcast::error::RecvError::Closed) => return Err(StoreError::Stopped),
+                        .filter(|e| e.kv.mod_revision >= self.next && self.inbox.range.contains(&e.kv.key))
+                        .cloned(),
+                );
+                self.next = batch.revision + 1;
+            }
+            if !events.is_empty() {
+                return Ok(events);
             }
         }
     }
@@ -100,7 +192,7 @@ impl Watcher {
     /// reached. Returns the events, the last revision covered and whether that was
     /// the head.
     async fn replay(&self) -> Result<(Vec<Event>, i64, bool)> {
-        let range = self.range.clone();
+        let range = self.inbox.range.clone();
         let from = self.next;
         self.store
             .read(move |conn| {
@@ -122,5 +214,39 @@ impl Watcher {
                 Ok((Vec::new(), head.max(from - 1), true))
             })
             .await
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.store.shared.hub.unregister(&self.inbox);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Options, Sync};
+
+    #[tokio::test]
+    async fn a_write_reaches_only_the_watchers_of_its_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db"), Options { sync: Sync::Normal }).unwrap();
+        let mut a = store.watch(KeyRange::prefix("/a/"), 0).unwrap();
+        let b = store.watch(KeyRange::prefix("/b/"), 0).unwrap();
+        store.put("/a/1", "x").await.unwrap();
+
+        assert_eq!(lock(&a.inbox.queue).batches.len(), 1);
+        assert!(lock(&b.inbox.queue).batches.is_empty(), "b's watcher is not woken");
+        // Still, b has seen everything up to the head: its progress moves on.
+        assert_eq!(b.next_revision(), store.revision() + 1);
+        assert_eq!(a.next().await.unwrap()[0].kv.key, b"/a/1");
+
+        drop(b);
+        assert_eq!(
+            lock(&store.shared.hub.inboxes).len(),
+            1,
+            "a dropped watcher unregisters"
+        );
     }
 }
