@@ -32,7 +32,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 mod common;
-use common::{pct, print_free_ports};
+use common::{cpu_seconds, pct, print_free_ports};
 
 /// Clients sharing one gRPC channel (HTTP/2 connection).
 const CLIENTS_PER_CHANNEL: usize = 16;
@@ -59,6 +59,10 @@ struct Args {
     /// Print N free loopback TCP ports (space separated) and exit.
     #[arg(long, value_name = "N")]
     free_ports: Option<usize>,
+    /// The server's process id: the put phase then also reports the server's CPU time
+    /// per put (`put_c{N}_server_us`), next to this client's own (`put_c{N}_client_us`).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Comma-separated phases to run: put_seq, put, range, watch.
     #[arg(long, value_delimiter = ',', default_value = "put_seq,put,range,watch")]
     phases: Vec<String>,
@@ -141,6 +145,14 @@ impl Bench {
         println!("result {} {metric} {v}", self.args.name);
     }
 
+    /// CPU seconds used so far by the server (with `--server-pid`) and by this client.
+    fn cpu_seconds(&self) -> (Option<f64>, Option<f64>) {
+        (
+            self.args.server_pid.and_then(cpu_seconds),
+            cpu_seconds(std::process::id()),
+        )
+    }
+
     fn progress(&self, msg: &str) {
         eprintln!("[{}] {msg}", self.args.name);
     }
@@ -185,6 +197,7 @@ impl Bench {
                 kv.put(self.put("/bench/put/warmup".into())).await?;
                 channels.push(kv);
             }
+            let cpu_before = self.cpu_seconds();
             let deadline = Instant::now() + dur;
             let mut tasks = Vec::with_capacity(clients);
             for c in 0..clients {
@@ -214,8 +227,20 @@ impl Bench {
             for t in tasks {
                 lat.extend(t.await??);
             }
+            let cpu_after = self.cpu_seconds();
             lat.sort_unstable();
             self.result(&format!("put_c{clients}_ops"), lat.len() as f64 / dur.as_secs_f64());
+            // CPU until the last put was answered, over the puts answered in time (all
+            // but at most one per client).
+            let puts = lat.len().max(1) as f64;
+            for (who, (before, after)) in [
+                ("server", (cpu_before.0, cpu_after.0)),
+                ("client", (cpu_before.1, cpu_after.1)),
+            ] {
+                if let (Some(before), Some(after)) = (before, after) {
+                    self.result(&format!("put_c{clients}_{who}_us"), (after - before) * 1e6 / puts);
+                }
+            }
             self.result(&format!("put_c{clients}_p50_ms"), ms(pct(&lat, 0.50)));
             self.result(&format!("put_c{clients}_p99_ms"), ms(pct(&lat, 0.99)));
         }
