@@ -16,9 +16,9 @@ use super::{Store, lock, sqlite};
 
 /// The events of one commit, possibly spanning several revisions, ending at `revision`.
 #[derive(Debug)]
-pub struct Batch {
-    pub revision: i64,
-    pub events: Vec<Event>,
+struct Batch {
+    revision: i64,
+    events: Vec<Event>,
 }
 
 /// Batches an inbox holds for a watcher that is behind; past that it drops them and
