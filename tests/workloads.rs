@@ -212,6 +212,35 @@ spec:
     )
 }
 
+/// Scale writes that name no resourceVersion land on whatever the Deployment is by then
+/// (kube-apiserver retries them on a conflict); one that names an old version is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_scale_patches_all_land() {
+    let cluster = Cluster::start().await;
+    cluster.apply(&deployment("scaled", 1, "{type: Recreate}", "")).await;
+    let deployments = cluster.api::<Deployment>();
+    let patches = (0..20).map(|replicas| {
+        let deployments = deployments.clone();
+        async move {
+            let patch = json!({"spec": {"replicas": replicas}});
+            deployments
+                .patch_scale("scaled", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        }
+    });
+    for result in futures_util::future::join_all(patches).await {
+        result.expect("a scale patch without a resourceVersion never conflicts");
+    }
+    let stale = json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 5}});
+    match deployments
+        .patch_scale("scaled", &PatchParams::default(), &Patch::Merge(&stale))
+        .await
+    {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 409, "{status:?}"),
+        other => panic!("a stale resourceVersion must conflict: {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_sets_keep_adopt_and_release_pods() {
     let cluster = Cluster::start().await;

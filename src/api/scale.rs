@@ -90,53 +90,68 @@ fn replicas_of(scale: &Value, ctx: &Context) -> Result<i64, Status> {
     }
 }
 
+/// Serves GET, PUT and PATCH of a scale subresource. A write that names no
+/// resourceVersion is applied again to the newer parent when another writer (its
+/// controller updating status, say) got there first, as kube-apiserver's
+/// GuaranteedUpdate does; one that names it gets the Conflict.
 pub async fn handle(ctx: &Context, method: &Method, body: Bytes) -> Result<Response, Status> {
-    let (parent, revision) = ctx.current().await?;
     let paths = Paths::of(ctx);
-    let scale = scale_of(&parent, &paths);
-    let wanted = match *method {
-        Method::GET => return Ok(json_response(StatusCode::OK, &scale)),
-        Method::PUT => {
-            let incoming = ctx.decode(&body)?;
-            if let Some(rv) = incoming["metadata"]["resourceVersion"].as_str()
-                && rv != revision.to_string()
-            {
-                return Err(ctx.stale());
-            }
-            replicas_of(&incoming, ctx)?
-        }
-        Method::PATCH => {
-            let patch: Value =
-                serde_json::from_slice(&body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
-            let content_type = ctx
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let mut patched = scale.clone();
-            match content_type.split(';').next().unwrap_or("").trim() {
-                "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-                    json_patch::merge(&mut patched, &patch)
+    for _ in 0..100 {
+        let (parent, revision) = ctx.current().await?;
+        let scale = scale_of(&parent, &paths);
+        let (wanted, pinned) = match *method {
+            Method::GET => return Ok(json_response(StatusCode::OK, &scale)),
+            Method::PUT => {
+                let incoming = ctx.decode(&body)?;
+                let pinned = incoming["metadata"]["resourceVersion"]
+                    .as_str()
+                    .is_some_and(|rv| !rv.is_empty());
+                if pinned && incoming["metadata"]["resourceVersion"].as_str() != Some(&revision.to_string()) {
+                    return Err(ctx.stale());
                 }
-                "application/json-patch+json" => {
-                    let ops: json_patch::Patch = serde_json::from_value(patch)
-                        .map_err(|e| Status::bad_request(format!("invalid JSON patch: {e}")))?;
-                    json_patch::patch(&mut patched, &ops).map_err(|e| Status::bad_request(e.to_string()))?;
-                }
-                other => return Err(Status::unsupported_media_type(other)),
+                (replicas_of(&incoming, ctx)?, pinned)
             }
-            replicas_of(&patched, ctx)?
+            Method::PATCH => {
+                let patch: Value = serde_json::from_slice(&body)
+                    .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+                let content_type = ctx
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let mut patched = scale.clone();
+                match content_type.split(';').next().unwrap_or("").trim() {
+                    "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                        json_patch::merge(&mut patched, &patch)
+                    }
+                    "application/json-patch+json" => {
+                        let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                            .map_err(|e| Status::bad_request(format!("invalid JSON patch: {e}")))?;
+                        json_patch::patch(&mut patched, &ops).map_err(|e| Status::bad_request(e.to_string()))?;
+                    }
+                    other => return Err(Status::unsupported_media_type(other)),
+                }
+                let pinned = patch["metadata"]["resourceVersion"].is_string();
+                if pinned && patch["metadata"]["resourceVersion"].as_str() != Some(&revision.to_string()) {
+                    return Err(ctx.stale());
+                }
+                (replicas_of(&patched, ctx)?, pinned)
+            }
+            _ => return Err(Status::method_not_allowed()),
+        };
+        let mut next = parent.clone();
+        match next.pointer_mut(&paths.spec_replicas) {
+            Some(slot) => *slot = json!(wanted),
+            None => next["spec"]["replicas"] = json!(wanted),
         }
-        _ => return Err(Status::method_not_allowed()),
-    };
-    let mut next = parent.clone();
-    match next.pointer_mut(&paths.spec_replicas) {
-        Some(slot) => *slot = json!(wanted),
-        None => next["spec"]["replicas"] = json!(wanted),
+        let next = ctx.updated(&parent, next);
+        match ctx.commit(&parent, revision, next).await {
+            Err(status) if status.reason == "Conflict" && !pinned => continue,
+            Err(status) => return Err(status),
+            Ok(written) => return Ok(json_response(StatusCode::OK, &scale_of(&written, &paths))),
+        }
     }
-    let next = ctx.updated(&parent, next);
-    let written = ctx.commit(&parent, revision, next).await?;
-    Ok(json_response(StatusCode::OK, &scale_of(&written, &paths)))
+    Err(ctx.stale())
 }
 
 #[cfg(test)]
