@@ -269,7 +269,7 @@ fn sync(shared: &Shared, mut log: Box<dyn Log>, committed: mpsc::Receiver<Commit
 /// Makes a durable batch visible: the revision, compaction, lease clocks and watch
 /// events, then the answers.
 pub(super) fn publish(shared: &Shared, batch: Committed) {
-    shared.hub.publish(&shared.head, batch.head, batch.events);
+    shared.hub.publish(batch.head, batch.events);
     if let Some(compact) = batch.effects.compact {
         shared.compact.store(compact, Ordering::Release);
         shared.compactor.notify_one();

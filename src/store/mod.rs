@@ -71,8 +71,6 @@ struct Shared {
     writer: Mutex<Option<mpsc::Sender<Request>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
-    /// Newest durable revision (committed and, with `Sync::Full`, fsynced).
-    head: AtomicI64,
     compact: AtomicI64,
     /// How far commits are durable; reads wait for what they saw.
     durability: Durability,
@@ -119,13 +117,12 @@ impl Store {
             writer: Mutex::new(None),
             writer_thread: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
-            head: AtomicI64::new(head),
             compact: AtomicI64::new(compact),
             durability: Durability::default(),
             activity: Activity::default(),
             compacted_through: tokio_watch::Sender::new(compacted_through),
             compactor: Notify::new(),
-            hub: Hub::default(),
+            hub: Hub::new(head),
             lessor,
             cluster_id,
             member_id,
@@ -156,7 +153,7 @@ impl Store {
 
     /// The newest durable (published) revision.
     pub fn revision(&self) -> i64 {
-        self.shared.head.load(Ordering::Acquire)
+        self.shared.hub.head()
     }
 
     pub fn compact_revision(&self) -> i64 {

@@ -28,18 +28,30 @@ pub const INBOX_CAPACITY: usize = 1024;
 /// Revisions read from the database per replay step.
 const REPLAY_WINDOW: i64 = 1024;
 
-/// The registered watchers. The store's published revision moves under the same lock,
-/// so a watcher registering sees each batch either in its inbox or below the revision
-/// it reads.
-#[derive(Default)]
+/// The store's published revision and the registered watchers. The revision moves
+/// under the watchers' lock, so a watcher registering sees each batch either in its
+/// inbox or below the revision it reads.
 pub(super) struct Hub {
+    head: AtomicI64,
     inboxes: Mutex<Vec<Arc<Inbox>>>,
 }
 
 impl Hub {
-    /// Publishes `revision` as the store's `head`, and hands `events` (the batch that
+    pub fn new(head: i64) -> Hub {
+        Hub {
+            head: AtomicI64::new(head),
+            inboxes: Mutex::default(),
+        }
+    }
+
+    /// The newest published (durable) revision.
+    pub fn head(&self) -> i64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Publishes `revision` as the store's head, and hands `events` (the batch that
     /// brought it) to every watcher whose range holds one of their keys.
-    pub fn publish(&self, head: &AtomicI64, revision: i64, events: Vec<Event>) {
+    pub fn publish(&self, revision: i64, events: Vec<Event>) {
         let inboxes = lock(&self.inboxes);
         if !events.is_empty() {
             let batch = Arc::new(Batch { revision, events });
@@ -49,12 +61,12 @@ impl Hub {
                 }
             }
         }
-        head.store(revision, Ordering::Release);
+        self.head.store(revision, Ordering::Release);
     }
 
     /// Registers a watcher of `range`; returns its inbox and the revision published
     /// when it registered (everything after it will reach the inbox).
-    fn register(&self, head: &AtomicI64, range: KeyRange) -> (Arc<Inbox>, i64) {
+    fn register(&self, range: KeyRange) -> (Arc<Inbox>, i64) {
         let inbox = Arc::new(Inbox {
             range,
             queue: Mutex::default(),
@@ -62,7 +74,7 @@ impl Hub {
         });
         let mut inboxes = lock(&self.inboxes);
         inboxes.push(inbox.clone());
-        (inbox, head.load(Ordering::Acquire))
+        (inbox, self.head())
     }
 
     fn unregister(&self, inbox: &Arc<Inbox>) {
@@ -108,7 +120,7 @@ pub struct Watcher {
 
 impl Watcher {
     pub(super) fn new(store: Store, range: KeyRange, start_revision: i64) -> Result<Self> {
-        let (inbox, head) = store.shared.hub.register(&store.shared.head, range);
+        let (inbox, head) = store.shared.hub.register(range);
         let next = if start_revision <= 0 { head + 1 } else { start_revision };
         let watcher = Watcher {
             next,
