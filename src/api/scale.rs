@@ -90,6 +90,16 @@ fn replicas_of(scale: &Value, ctx: &Context) -> Result<i64, Status> {
     }
 }
 
+/// Whether a write names the resourceVersion it expects: the Conflict when that is
+/// not `revision`.
+fn pinned(ctx: &Context, write: &Value, revision: i64) -> Result<bool, Status> {
+    match write["metadata"]["resourceVersion"].as_str() {
+        None | Some("") => Ok(false),
+        Some(rv) if rv == revision.to_string() => Ok(true),
+        Some(_) => Err(ctx.stale()),
+    }
+}
+
 /// Serves GET, PUT and PATCH of a scale subresource. A write that names no
 /// resourceVersion is applied again to the newer parent when another writer (its
 /// controller updating status, say) got there first, as kube-apiserver's
@@ -103,12 +113,7 @@ pub async fn handle(ctx: &Context, method: &Method, body: Bytes) -> Result<Respo
             Method::GET => return Ok(json_response(StatusCode::OK, &scale)),
             Method::PUT => {
                 let incoming = ctx.decode(&body)?;
-                let pinned = incoming["metadata"]["resourceVersion"]
-                    .as_str()
-                    .is_some_and(|rv| !rv.is_empty());
-                if pinned && incoming["metadata"]["resourceVersion"].as_str() != Some(&revision.to_string()) {
-                    return Err(ctx.stale());
-                }
+                let pinned = pinned(ctx, &incoming, revision)?;
                 (replicas_of(&incoming, ctx)?, pinned)
             }
             Method::PATCH => {
@@ -131,11 +136,7 @@ pub async fn handle(ctx: &Context, method: &Method, body: Bytes) -> Result<Respo
                     }
                     other => return Err(Status::unsupported_media_type(other)),
                 }
-                let pinned = patch["metadata"]["resourceVersion"].is_string();
-                if pinned && patch["metadata"]["resourceVersion"].as_str() != Some(&revision.to_string()) {
-                    return Err(ctx.stale());
-                }
-                (replicas_of(&patched, ctx)?, pinned)
+                (replicas_of(&patched, ctx)?, pinned(ctx, &patch, revision)?)
             }
             _ => return Err(Status::method_not_allowed()),
         };
