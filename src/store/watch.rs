@@ -122,6 +122,8 @@ impl Watcher {
     pub(super) fn new(store: Store, range: KeyRange, start_revision: i64) -> Result<Self> {
         let (inbox, head) = store.shared.hub.register(range);
         let next = if start_revision <= 0 { head + 1 } else { start_revision };
+        // Built before the compaction check so that a refused watcher unregisters
+        // its inbox as it drops.
         let watcher = Watcher {
             next,
             replaying: next <= head,
